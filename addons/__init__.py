@@ -1,0 +1,1 @@
+"""proxycap's mitmproxy addons; installed as ``proxycap.addons``, loadable with ``mitmdump -s``."""

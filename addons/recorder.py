@@ -1,0 +1,140 @@
+"""Recorder addon: turns mitmproxy hooks into flow events on proxycap's bus.
+
+Inside proxycap the engine hands it the app's bus. Loaded into stock mitmproxy tools
+(``mitmdump -s addons/recorder.py --set proxycap_store=PATH``) it owns a bus and a store writer itself.
+Every hook here runs on the proxy's event loop, so each does O(1) work: summarise, publish, return.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mitmproxy import connection, ctx, flow, http, tls
+
+from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent
+from proxycap.summary import META_STREAMED, peer, summarize
+
+# Snapshot a long-lived WebSocket's full state at most this often; messages in between only bump counters.
+WS_SNAPSHOT_INTERVAL = 1.0
+
+CA_HINT = "run `proxycap ca` for how to trust proxycap's CA on that device"
+
+
+def _count_streamed(f: http.HTTPFlow, which: str) -> Callable[[bytes], bytes]:
+    """A pass-through ``stream`` callable that counts the bytes mitmproxy forwards without keeping them."""
+    sizes: dict[str, int | None] = f.metadata.setdefault(META_STREAMED, {})
+    sizes[which] = 0
+
+    def count(chunk: bytes) -> bytes:
+        sizes[which] = (sizes[which] or 0) + len(chunk)
+        return chunk
+
+    return count
+
+
+class Recorder:
+    def __init__(self, bus: Bus | None = None) -> None:
+        self.bus = bus or Bus()
+        self._standalone = bus is None
+        self._writer: Any = None  # StoreWriter when standalone
+        self._connects: dict[str, http.HTTPFlow] = {}  # client id → its CONNECT flow, to record TLS failures
+        self._ws_snapshot: dict[str, float] = {}
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "proxycap_store",
+            str,
+            "",
+            "Record flows into this proxycap store (SQLite). Only used when loaded into plain mitmproxy tools.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if self._standalone and "proxycap_store" in updated and ctx.options.proxycap_store:
+            from proxycap.store import Store
+            from proxycap.writer import StoreWriter
+
+            if self._writer:
+                self._writer.stop()
+            self._writer = StoreWriter(Store(ctx.options.proxycap_store), self.bus)
+            self._writer.start()
+
+    def done(self) -> None:
+        if self._writer:
+            self._writer.stop()
+            self._writer = None
+
+    # --- publishing -----------------------------------------------------------------------------
+
+    def _publish(self, kind: Any, f: http.HTTPFlow, with_state: bool = True) -> None:
+        self.bus.publish(FlowEvent(kind, f.id, summarize(f), f.get_state() if with_state else None))
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def requestheaders(self, f: http.HTTPFlow) -> None:
+        if f.request.stream is True:
+            f.request.stream = _count_streamed(f, "request")
+
+    def request(self, f: http.HTTPFlow) -> None:
+        self._publish("request", f)
+
+    def responseheaders(self, f: http.HTTPFlow) -> None:
+        if f.response and f.response.stream is True:
+            f.response.stream = _count_streamed(f, "response")
+
+    def response(self, f: http.HTTPFlow) -> None:
+        resp = f.response
+        if resp and resp.stream and resp.raw_content is None:
+            # Streamed after buffering had started (chunked body over the limit): size unknown.
+            f.metadata.setdefault(META_STREAMED, {}).setdefault("response", None)
+        self._publish("response", f)
+
+    def error(self, f: http.HTTPFlow) -> None:
+        self._publish("error", f)
+
+    def http_connect(self, f: http.HTTPFlow) -> None:
+        self._connects[f.client_conn.id] = f
+
+    # --- WebSocket ------------------------------------------------------------------------------
+
+    def websocket_start(self, f: http.HTTPFlow) -> None:
+        self._ws_snapshot[f.id] = time.monotonic()
+        self._publish("websocket", f)
+
+    def websocket_message(self, f: http.HTTPFlow) -> None:
+        now = time.monotonic()
+        snapshot = now - self._ws_snapshot.get(f.id, 0.0) >= WS_SNAPSHOT_INTERVAL
+        if snapshot:
+            self._ws_snapshot[f.id] = now
+        self._publish("websocket", f, with_state=snapshot)
+
+    def websocket_end(self, f: http.HTTPFlow) -> None:
+        self._ws_snapshot.pop(f.id, None)
+        self._publish("websocket", f)
+
+    # --- connections ----------------------------------------------------------------------------
+
+    def client_connected(self, client: connection.Client) -> None:
+        ip, port = peer(client.peername)
+        self.bus.publish(ClientEvent(time.time(), ip, port, connected=True))
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._connects.pop(client.id, None)
+        ip, port = peer(client.peername)
+        self.bus.publish(ClientEvent(time.time(), ip, port, connected=False))
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        """Record the failed tunnel as a flow with an error, so the user sees which device lacks the CA."""
+        client = data.context.client
+        ip = peer(client.peername)[0]
+        reason = client.error or "handshake failed"
+        message = f"TLS handshake with client {ip} for {client.sni or '?'} failed: {reason}; {CA_HINT}"
+        f = self._connects.pop(client.id, None)
+        if f is not None:
+            f.error = flow.Error(message)
+            self._publish("error", f)
+        self.bus.publish(LogEvent(time.time(), "WARNING", message, ip, f.id if f else None))
+
+
+addons = [Recorder()]

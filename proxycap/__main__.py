@@ -1,0 +1,5 @@
+import sys
+
+from proxycap.cli import main
+
+sys.exit(main())

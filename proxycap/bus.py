@@ -1,0 +1,108 @@
+"""In-process event bus between the proxy thread (publisher) and the store writer and UI (subscribers).
+
+Publishing must never make the proxy wait: it appends to each subscriber's deque (atomic in CPython, no
+locks) and returns. Subscribers drain on their own schedule. A bounded subscriber that falls behind is
+marked ``lagged`` and stops receiving until it drains; it then catches up from the store instead.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+from typing import Any, Literal
+
+EventKind = Literal["request", "response", "error", "websocket", "log", "client"]
+
+
+@dataclasses.dataclass(slots=True)
+class FlowEvent:
+    """One change to a flow: a compact summary for listing, plus the full state for the store writer."""
+
+    kind: EventKind
+    flow_id: str
+    summary: dict[str, Any]
+    # ``flow.get_state()`` at publish time; serialised and compressed by the store writer, off the proxy loop.
+    state: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class LogEvent:
+    """A log line worth keeping (warnings, errors, TLS failures), shown in the event log."""
+
+    ts: float
+    level: str
+    message: str
+    client_ip: str | None = None
+    flow_id: str | None = None
+    kind: EventKind = "log"
+
+
+@dataclasses.dataclass(slots=True)
+class ClientEvent:
+    """A client device opened or closed a connection to the proxy."""
+
+    ts: float
+    client_ip: str
+    client_port: int | None
+    connected: bool
+    kind: EventKind = "client"
+
+
+Event = FlowEvent | LogEvent | ClientEvent
+
+
+class Subscription:
+    """A subscriber's queue. ``limit=None`` means it must see every event (the store writer)."""
+
+    def __init__(self, bus: Bus, name: str, limit: int | None) -> None:
+        self.bus = bus
+        self.name = name
+        self.limit = limit
+        self.queue: collections.deque[Event] = collections.deque()
+        self.lagged = False
+
+    def put(self, event: Event) -> None:
+        if self.limit is not None and len(self.queue) >= self.limit:
+            self.lagged = True
+            return
+        self.queue.append(event)
+
+    def drain(self, max_items: int | None = None) -> list[Event]:
+        """Take what is queued (up to ``max_items``); never blocks."""
+        out: list[Event] = []
+        pop = self.queue.popleft
+        n = len(self.queue) if max_items is None else min(max_items, len(self.queue))
+        for _ in range(n):
+            out.append(pop())
+        return out
+
+    def take_lagged(self) -> bool:
+        """True once after the queue overflowed: the subscriber should reload from the store."""
+        lagged, self.lagged = self.lagged, False
+        return lagged
+
+    def close(self) -> None:
+        self.bus.unsubscribe(self)
+
+
+class Bus:
+    """Fan-out to subscribers; safe to publish from any thread."""
+
+    def __init__(self) -> None:
+        self._subs: tuple[Subscription, ...] = ()
+        self._lock = threading.Lock()  # guards (un)subscribe only; publish reads an immutable tuple
+
+    def subscribe(self, name: str, limit: int | None = None) -> Subscription:
+        sub = Subscription(self, name, limit)
+        with self._lock:
+            self._subs = (*self._subs, sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+
+    def publish(self, event: Event) -> None:
+        for sub in self._subs:
+            sub.put(event)

@@ -1,0 +1,165 @@
+"""The engine: the only code that touches mitmproxy's ``Master``.
+
+mitmproxy runs on its own thread with its own asyncio loop (on Python 3.12+ ``Master.run()`` swaps the
+loop's task factory and exception handler, which must not leak into the UI's loop). Everything else talks
+to it through this class; calls are marshalled onto the engine loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import exceptions, options
+from mitmproxy.addons import default_addons
+from mitmproxy.master import Master
+
+from proxycap.addons.access import Access
+from proxycap.addons.recorder import Recorder
+from proxycap.bus import Bus
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFDIR = "~/.mitmproxy"  # mitmproxy's own, so a CA the user already trusts keeps working
+DEFAULT_MAX_BODY = "4m"
+
+
+class EngineError(Exception):
+    """The proxy could not start; the message is one line meant for the user."""
+
+
+@dataclasses.dataclass
+class EngineConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    modes: list[str] = dataclasses.field(default_factory=lambda: ["regular"])
+    confdir: str = DEFAULT_CONFDIR
+    sets: list[str] = dataclasses.field(default_factory=list)  # mitmproxy options as "name=value"
+    scripts: list[str] = dataclasses.field(default_factory=list)
+    allow: list[str] = dataclasses.field(default_factory=list)  # networks allowed besides loopback
+    max_body: str = DEFAULT_MAX_BODY  # bodies larger than this are streamed, not captured
+
+
+class _Ready:
+    """Reports, from mitmproxy's ``running`` hook, whether every listener actually came up."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        ps = ctx.master.addons.get("proxyserver")
+        failed = [s for s in ps.servers if not s.is_running or s.last_exception]
+        if failed:
+            s = failed[0]
+            reason = s.last_exception or "not running"
+            self.engine._started(EngineError(f"cannot listen for {s.mode.full_spec}: {reason}"))
+        elif not ps.servers:
+            self.engine._started(EngineError("no proxy mode to listen on"))
+        else:
+            self.engine._started(None)
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, bus: Bus) -> None:
+        self.config = config
+        self.bus = bus
+        self.recorder = Recorder(bus)
+        self.master: Master | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the proxy and return once it listens; raise ``EngineError`` with a one-line reason if not."""
+        self._thread = threading.Thread(target=self._thread_main, name="proxycap-engine", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise EngineError(f"the proxy did not start within {timeout:.0f} s")
+        if self._error is not None:
+            self.stop()
+            raise EngineError(str(self._error)) from None
+
+    def stop(self) -> None:
+        """Stop listening and let mitmproxy finish its ``done`` hooks. Safe to call more than once."""
+        if self.master and self.loop and not self.loop.is_closed():
+            self.master.shutdown()
+        if self._thread and self._thread is not threading.current_thread():
+            self._thread.join(timeout=15)
+
+    def _started(self, error: BaseException | None) -> None:
+        self._error = error
+        self._ready.set()
+
+    @property
+    def listen_addrs(self) -> list[tuple[str, int]]:
+        """Where the proxy listens (the real port when 0 was asked for)."""
+        if not self.master:
+            return []
+        ps = self.master.addons.get("proxyserver")
+        return [(str(a[0]), int(a[1])) for a in ps.listen_addrs()]
+
+    @property
+    def ca_path(self) -> Path:
+        return Path(self.config.confdir).expanduser() / "mitmproxy-ca-cert.pem"
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self.loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as e:  # anything that escapes mitmproxy must still reach start()
+            logger.exception("engine crashed")
+            self._started(e)
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _main(self) -> None:
+        cfg = self.config
+        opts = options.Options()
+        master = Master(opts)
+        try:
+            master.addons.add(*default_addons())
+            master.addons.add(self.recorder, Access(), _Ready(self))
+            opts.update(
+                listen_host=cfg.listen_host,
+                listen_port=cfg.listen_port,
+                confdir=cfg.confdir,
+                stream_large_bodies=cfg.max_body,
+                proxycap_allow=cfg.allow,
+            )
+            if cfg.allow:
+                opts.update(block_global=False)  # proxycap's allow-list is the gate now
+            opts.update(mode=cfg.modes)
+            if cfg.sets:
+                opts.set(*cfg.sets)
+            if cfg.scripts:
+                opts.update(scripts=cfg.scripts)
+        except exceptions.OptionsError as e:
+            self._started(EngineError(str(e).strip().splitlines()[0]))
+            return
+        except (KeyError, ValueError, TypeError) as e:
+            self._started(EngineError(f"bad option: {e}"))
+            return
+        self.master = master
+        await master.run()
+
+    # --- calls from other threads -----------------------------------------------------------------
+
+    def submit(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> concurrent.futures.Future[Any]:
+        """Run a coroutine on the engine loop; returns a future the caller may (or may not) wait on."""
+        if not self.loop or self.loop.is_closed():
+            raise EngineError("the proxy is not running")
+        return asyncio.run_coroutine_threadsafe(fn(), self.loop)

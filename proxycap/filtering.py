@@ -1,0 +1,43 @@
+"""mitmproxy filter expressions over stored flows, plus exact client/host/status narrowing done in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from mitmproxy import flowfilter
+
+from proxycap.store import Query, Store
+
+
+class FilterError(ValueError):
+    """A bad filter expression; the message is one line meant for the user."""
+
+
+def compile_filter(expr: str) -> flowfilter.TFilter:
+    """Parse a mitmproxy filter expression (``~d example.com & ~c 500``); bare words match the URL."""
+    try:
+        return flowfilter.parse(expr)
+    except ValueError as e:
+        col = getattr(e.__cause__, "col", None)
+        where = f" at column {col}, near {expr[col - 1 : col + 11]!r}" if col else ""
+        raise FilterError(f"invalid filter expression {expr!r}{where} (see `proxycap flows --help-filters`)") from None
+
+def matching_rows(
+    store: Store,
+    query: Query,
+    flt: flowfilter.TFilter | None,
+    limit: int | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Iterator[dict[str, Any]]:
+    """Rows the SQL query selects whose full flow also matches ``flt`` (loaded from the store one at a time)."""
+    found = 0
+    for row in store.iter_rows(query):
+        if cancelled() or (limit is not None and found >= limit):
+            return
+        if flt is not None:
+            f = store.load_flow(row["seq"])
+            if f is None or not flt(f):
+                continue
+        found += 1
+        yield row

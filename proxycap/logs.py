@@ -1,0 +1,56 @@
+"""Where log lines go: proxycap's log file, and (warnings and up) the bus for the store and the event log.
+
+mitmproxy logs through stdlib ``logging`` on the root logger. Nothing may reach the terminal raw: the TUI
+owns the screen, and ``record`` prints only its own flow lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from pathlib import Path
+
+from proxycap.bus import Bus, LogEvent
+from proxycap.summary import peer
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class BusHandler(logging.Handler):
+    """Publishes warnings and errors as ``LogEvent`` so they are stored and shown in the event log."""
+
+    def __init__(self, bus: Bus, level: int = logging.WARNING) -> None:
+        super().__init__(level)
+        self.bus = bus
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            client = getattr(record, "client", None)
+            message = record.getMessage().splitlines()[0] if record.msg else ""
+            self.bus.publish(
+                LogEvent(record.created, record.levelname, message, peer(client)[0] or None if client else None)
+            )
+        except Exception:  # a log handler must never raise into the proxy
+            self.handleError(record)
+
+
+def setup_logging(log_file: Path | None, bus: Bus | None, level: int = logging.INFO) -> None:
+    """Route the root logger to our handlers only (replacing Python's last-resort stderr output)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, BusHandler | logging.handlers.RotatingFileHandler):
+            root.removeHandler(h)
+            h.close()
+    root.setLevel(level)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+        fh.setFormatter(logging.Formatter(FORMAT))
+        root.addHandler(fh)
+    else:
+        root.addHandler(logging.NullHandler())
+    if bus is not None:
+        root.addHandler(BusHandler(bus))
+    # hpack/h2 debug chatter is noise even in the file.
+    for noisy in ("hpack", "h2", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,17 @@
+"""Default locations: captures and logs in the user's data/state directories (platformdirs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+
+APP = "proxycap"
+
+
+def default_store() -> Path:
+    return Path(platformdirs.user_data_dir(APP)) / "captures.db"
+
+
+def default_log_file() -> Path:
+    return Path(platformdirs.user_log_dir(APP)) / "proxycap.log"

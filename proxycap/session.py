@@ -1,0 +1,47 @@
+"""A capture session: bus, store writer and engine started and stopped in the right order.
+
+Shared by ``proxycap record`` and ``proxycap tui``. Stopping stops the proxy first (no new events), then
+lets the writer flush everything still queued, so a clean exit never loses a captured flow.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from proxycap.bus import Bus
+from proxycap.engine import Engine, EngineConfig
+from proxycap.logs import setup_logging
+from proxycap.store import Store
+from proxycap.writer import StoreWriter
+
+
+class CaptureSession:
+    def __init__(self, config: EngineConfig, store_path: Path, log_file: Path | None) -> None:
+        self.bus = Bus()
+        self.config = config
+        self.store_path = store_path
+        self.log_file = log_file
+        self.engine = Engine(config, self.bus)
+        self.writer: StoreWriter | None = None
+
+    def start(self) -> None:
+        """Open the store, then the proxy; raises StoreError or EngineError with a one-line reason."""
+        setup_logging(self.log_file, self.bus)
+        self.writer = StoreWriter(Store(self.store_path), self.bus)
+        self.writer.start()
+        try:
+            self.engine.start()
+        except BaseException:
+            self.writer.stop()
+            raise
+        logging.getLogger(__name__).info(f"proxy listening on {self.engine.listen_addrs}, store {self.store_path}")
+
+    def stop(self) -> int:
+        """Stop the proxy, flush the store; returns how many flow rows the writer wrote."""
+        self.engine.stop()
+        if not self.writer:
+            return 0
+        self.writer.stop()
+        written, self.writer = self.writer.flows_written, None
+        return written

@@ -1,0 +1,337 @@
+"""The flow store: SQLite (WAL) with indexed summary columns and the full flow, compressed, beside them.
+
+Summaries live in ``flows`` (dense rows, fast to scan and filter); each flow's full mitmproxy state lives in
+``flow_data`` (zstd-compressed tnetstring, mitmproxy's own serialisation), read only when a body, replay,
+export or a full filter expression needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import zstandard
+from mitmproxy import http
+from mitmproxy.io import compat, tnetstring
+
+from proxycap.summary import FIELDS
+
+SCHEMA_VERSION = 1
+
+# Summary columns stored as-is; `seq` (the row's order, shown as "#") and `marked` are the store's own.
+_COLUMN_TYPES = {
+    "ts": "REAL",
+    "client_port": "INTEGER",
+    "port": "INTEGER",
+    "status": "INTEGER",
+    "request_size": "INTEGER",
+    "response_size": "INTEGER",
+    "duration_ms": "REAL",
+    "connect_ms": "REAL",
+    "tls_ms": "REAL",
+    "ttfb_ms": "REAL",
+    "websocket": "INTEGER",
+    "ws_messages": "INTEGER",
+}
+COLUMNS: tuple[str, ...] = FIELDS
+ROW_COLUMNS: tuple[str, ...] = ("seq", *COLUMNS, "marked")
+
+_SCHEMA = f"""
+CREATE TABLE flows (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    {", ".join(f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}" + (" UNIQUE NOT NULL" if c == "id" else "") for c in COLUMNS)},
+    marked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX flows_client ON flows (client_ip, seq);
+CREATE INDEX flows_host ON flows (host, seq);
+CREATE INDEX flows_status ON flows (status, seq);
+CREATE TABLE flow_data (seq INTEGER PRIMARY KEY, flow BLOB NOT NULL);
+CREATE TABLE clients (
+    ip TEXT PRIMARY KEY,
+    label TEXT,
+    user_agent TEXT,
+    first_seen REAL,
+    last_seen REAL,
+    connections INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    client_ip TEXT,
+    flow_id TEXT
+);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_UPSERT = (
+    f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
+    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in COLUMNS if c not in ('id', 'ts'))} "
+    "RETURNING seq"
+)
+
+
+class StoreError(Exception):
+    """A store that cannot be used; the message is one line meant for the user."""
+
+
+@dataclasses.dataclass(slots=True)
+class ClientStats:
+    ip: str
+    label: str | None
+    user_agent: str | None
+    flows: int
+    bytes: int
+    errors: int
+    first_seen: float | None
+    last_seen: float | None
+    connections: int
+
+
+@dataclasses.dataclass(slots=True)
+class Query:
+    """Filters that SQL can answer from the indexed summary columns."""
+
+    client_ip: str | None = None
+    host: str | None = None
+    status: int | None = None
+    text: str | None = None  # substring of the URL
+    marked: bool | None = None
+    after_seq: int = 0
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, args = ["seq > ?"], [self.after_seq]
+        if self.client_ip:
+            clauses.append("client_ip = ?")
+            args.append(self.client_ip)
+        if self.host:
+            clauses.append("host = ?")
+            args.append(self.host)
+        if self.status is not None:
+            clauses.append("status = ?")
+            args.append(self.status)
+        if self.text:
+            clauses.append("instr(lower(url), ?) > 0")
+            args.append(self.text.lower())
+        if self.marked is not None:
+            clauses.append("marked = ?")
+            args.append(int(self.marked))
+        return " AND ".join(clauses), args
+
+
+def encode_state(state: dict[str, Any], compressor: zstandard.ZstdCompressor) -> bytes:
+    return compressor.compress(tnetstring.dumps(state))
+
+
+def decode_flow(blob: bytes) -> http.HTTPFlow:
+    state = tnetstring.loads(zstandard.ZstdDecompressor().decompress(blob))
+    return http.HTTPFlow.from_state(compat.migrate_flow(state))
+
+
+class Store:
+    """One connection to a store file. Safe to share between threads (calls are serialised)."""
+
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        self.path = Path(path).expanduser()
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._compressor = zstandard.ZstdCompressor(level=3)
+        self._db = self._connect()
+
+    # --- opening --------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        where = f"store {self.path}"
+        if self.readonly and not self.path.exists():
+            raise StoreError(f"{where} does not exist")
+        if not self.readonly:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the folder for {where}: {e.strerror}") from None
+        uri = f"{self.path.resolve().as_uri()}?mode={'ro' if self.readonly else 'rwc'}"
+        try:
+            db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=10)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not self.readonly:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(self._explain(e)) from None
+        if version == 0 and not tables:
+            if self.readonly:
+                raise StoreError(f"{where} is empty")
+            try:
+                db.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as e:
+                raise StoreError(self._explain(e)) from None
+        elif version != SCHEMA_VERSION or "flows" not in tables:
+            db.close()
+            if version == 0:
+                raise StoreError(f"{where} is an SQLite file but not a proxycap store; choose another --store")
+            raise StoreError(
+                f"{where} has schema version {version}, this proxycap reads version {SCHEMA_VERSION}; "
+                "open it with a matching proxycap or record into a new --store"
+            )
+        return db
+
+    def _explain(self, e: sqlite3.DatabaseError) -> str:
+        msg = str(e)
+        if "not a database" in msg or "malformed" in msg:
+            return f"store {self.path} is corrupt or not a proxycap store ({msg}); move it aside or choose another --store"
+        if "readonly" in msg or "unable to open" in msg or "permission" in msg.lower():
+            return f"store {self.path} cannot be opened for writing ({msg}); check its permissions or choose another --store"
+        return f"store {self.path}: {msg}"
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as e:
+                raise StoreError(self._explain(e)) from None
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise StoreError(self._explain(e)) from None
+
+    # --- writing (the store writer's thread) --------------------------------------------------
+
+    def write(
+        self,
+        flows: Iterable[tuple[dict[str, Any], dict[str, Any] | None]],
+        logs: Iterable[tuple[float, str, str, str | None, str | None]] = (),
+        clients: Iterable[tuple[str, float, str | None, int]] = (),
+    ) -> None:
+        """Write one batch in one transaction: flow summaries (+ full state), log lines, client activity.
+
+        ``clients`` rows are (ip, last_seen, user_agent, new_connections).
+        """
+        with self._tx() as db:
+            for summary, state in flows:
+                seq = db.execute(_UPSERT, [summary.get(c) for c in COLUMNS]).fetchone()[0]
+                if state is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO flow_data (seq, flow) VALUES (?, ?)",
+                        (seq, encode_state(state, self._compressor)),
+                    )
+            db.executemany(
+                "INSERT INTO events (ts, level, message, client_ip, flow_id) VALUES (?, ?, ?, ?, ?)", logs
+            )
+            db.executemany(
+                "INSERT INTO clients (ip, first_seen, last_seen, user_agent, connections) VALUES (?1, ?2, ?2, ?3, ?4) "
+                "ON CONFLICT(ip) DO UPDATE SET last_seen = max(last_seen, ?2), "
+                "user_agent = coalesce(?3, user_agent), connections = connections + ?4",
+                clients,
+            )
+
+    def set_label(self, ip: str, label: str | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO clients (ip, label, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3) "
+                "ON CONFLICT(ip) DO UPDATE SET label = ?2",
+                (ip, label or None, time.time()),
+            )
+
+    def set_marked(self, seqs: Iterable[int], marked: bool) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE flows SET marked = ? WHERE seq = ?", ((int(marked), s) for s in seqs))
+
+    def delete(self, seqs: Iterable[int]) -> None:
+        with self._tx() as db:
+            seqs = list(seqs)
+            db.executemany("DELETE FROM flows WHERE seq = ?", ((s,) for s in seqs))
+            db.executemany("DELETE FROM flow_data WHERE seq = ?", ((s,) for s in seqs))
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def count(self, query: Query | None = None) -> int:
+        where, args = (query or Query()).where()
+        return self._read(f"SELECT count(*) FROM flows WHERE {where}", args)[0][0]
+
+    def seqs(self, query: Query | None = None, order: str = "seq", descending: bool = False) -> list[int]:
+        """The ordered row ids of a view: what the UI's virtual list indexes."""
+        if order not in ROW_COLUMNS:
+            raise ValueError(f"cannot sort by {order!r}")
+        where, args = (query or Query()).where()
+        direction = "DESC" if descending else "ASC"
+        rows = self._read(f"SELECT seq FROM flows WHERE {where} ORDER BY {order} {direction}, seq {direction}", args)
+        return [r[0] for r in rows]
+
+    def rows(self, seqs: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Summaries for the given row ids (the visible slice of a view)."""
+        out: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM flows WHERE seq IN ({', '.join('?' * len(chunk))})"
+            for row in self._read(sql, chunk):
+                out[row[0]] = dict(zip(ROW_COLUMNS, row, strict=True))
+        return out
+
+    def iter_rows(self, query: Query | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Summaries in capture order, fetched in pages so a huge store never sits in memory at once."""
+        query = query or Query()
+        seen = 0
+        while limit is None or seen < limit:
+            where, args = query.where()
+            page = min(1000, limit - seen) if limit is not None else 1000
+            rows = self._read(f"SELECT {', '.join(ROW_COLUMNS)} FROM flows WHERE {where} ORDER BY seq LIMIT ?", [*args, page])
+            if not rows:
+                return
+            for row in rows:
+                yield dict(zip(ROW_COLUMNS, row, strict=True))
+            seen += len(rows)
+            query = dataclasses.replace(query, after_seq=rows[-1][0])
+
+    def load_flow(self, seq: int) -> http.HTTPFlow | None:
+        """The full flow as mitmproxy knows it (bodies included), or None if only its summary was kept."""
+        rows = self._read("SELECT flow FROM flow_data WHERE seq = ?", (seq,))
+        return decode_flow(rows[0][0]) if rows else None
+
+    def seq_of(self, flow_id: str) -> int | None:
+        rows = self._read("SELECT seq FROM flows WHERE id = ?", (flow_id,))
+        return rows[0][0] if rows else None
+
+    def clients(self) -> list[ClientStats]:
+        rows = self._read(
+            "SELECT f.client_ip, c.label, c.user_agent, f.n, f.bytes, f.errors, "
+            "coalesce(c.first_seen, f.first), coalesce(c.last_seen, f.last), coalesce(c.connections, 0) "
+            "FROM (SELECT client_ip, count(*) AS n, "
+            "      sum(coalesce(request_size, 0) + coalesce(response_size, 0)) AS bytes, "
+            "      sum(error IS NOT NULL OR status >= 500) AS errors, min(ts) AS first, max(ts) AS last "
+            "      FROM flows GROUP BY client_ip) AS f "
+            "LEFT JOIN clients AS c ON c.ip = f.client_ip ORDER BY f.client_ip"
+        )
+        return [ClientStats(*r) for r in rows]
+
+    def labels(self) -> dict[str, str]:
+        return {ip: label for ip, label in self._read("SELECT ip, label FROM clients WHERE label IS NOT NULL")}
+
+    def events(self, limit: int = 1000) -> list[tuple[float, str, str, str | None, str | None]]:
+        rows = self._read(
+            "SELECT ts, level, message, client_ip, flow_id FROM events ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return rows[::-1]
+

@@ -1,0 +1,124 @@
+"""Compact, JSON-friendly summaries of mitmproxy flows: what the list, filters and CLI need, no bodies."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mitmproxy import http
+
+# Metadata keys proxycap writes on flows.
+META_REPLAY_OF = "proxycap.replay_of"
+META_STREAMED = "proxycap.streamed"  # {"request": n|None, "response": n|None}: bodies not captured
+
+# Columns of a summary, in the order the store and ``proxycap flows --json`` use.
+FIELDS: tuple[str, ...] = (
+    "id",
+    "ts",
+    "client_ip",
+    "client_port",
+    "method",
+    "scheme",
+    "host",
+    "port",
+    "path",
+    "url",
+    "http_version",
+    "status",
+    "reason",
+    "content_type",
+    "request_size",
+    "response_size",
+    "duration_ms",
+    "connect_ms",
+    "tls_ms",
+    "ttfb_ms",
+    "sni",
+    "tls_version",
+    "server_ip",
+    "user_agent",
+    "error",
+    "replay_of",
+    "websocket",
+    "ws_messages",
+    "streamed",
+    "state",
+)
+
+
+def normalize_ip(ip: str) -> str:
+    """``::ffff:1.2.3.4`` → ``1.2.3.4`` and drop an IPv6 zone id, so one device has one key."""
+    ip = ip.split("%", 1)[0]
+    if ip.lower().startswith("::ffff:") and "." in ip:
+        return ip[7:]
+    return ip
+
+
+def peer(address: tuple | None) -> tuple[str, int | None]:
+    if not address:
+        return "", None
+    return normalize_ip(str(address[0])), int(address[1]) if len(address) > 1 else None
+
+
+def _ms(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max(end - start, 0.0) * 1000, 3)
+
+
+def _body_size(message: http.Message | None, streamed: int | None) -> int | None:
+    if message is None:
+        return None
+    if message.raw_content is not None:
+        return len(message.raw_content)
+    if streamed is not None:
+        return streamed
+    length = message.headers.get("content-length", "")
+    return int(length) if length.isdigit() else None
+
+
+def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
+    """Everything the list shows about a flow; cheap enough for the proxy's per-request path."""
+    req, resp = flow.request, flow.response
+    client_ip, client_port = peer(flow.client_conn.peername)
+    server, client = flow.server_conn, flow.client_conn
+    streamed: dict[str, int | None] = flow.metadata.get(META_STREAMED) or {}
+    end = resp.timestamp_end if resp and resp.timestamp_end else None
+    if end is None and flow.error:
+        end = flow.error.timestamp
+    ws = flow.websocket
+    if state is None:
+        finished = resp is not None and resp.timestamp_end is not None and (ws is None or ws.timestamp_end)
+        state = "error" if flow.error else ("done" if finished else "live")
+    return {
+        "id": flow.id,
+        "ts": req.timestamp_start,
+        "client_ip": client_ip,
+        "client_port": client_port,
+        "method": req.method,
+        "scheme": req.scheme,
+        "host": req.pretty_host,
+        "port": req.port,
+        "path": req.path,
+        "url": req.pretty_url,
+        "http_version": req.http_version,
+        "status": resp.status_code if resp else None,
+        "reason": resp.reason if resp else None,
+        "content_type": (resp.headers.get("content-type", "") if resp else "") or None,
+        "request_size": _body_size(req, streamed.get("request")),
+        "response_size": _body_size(resp, streamed.get("response")),
+        "duration_ms": _ms(req.timestamp_start, end or (time.time() if flow.live else None)),
+        "connect_ms": _ms(server.timestamp_start, server.timestamp_tcp_setup),
+        "tls_ms": _ms(server.timestamp_tcp_setup, server.timestamp_tls_setup),
+        "ttfb_ms": _ms(req.timestamp_end or req.timestamp_start, resp.timestamp_start if resp else None),
+        "sni": client.sni,
+        "tls_version": client.tls_version,
+        "server_ip": peer(server.peername)[0] or None,
+        "user_agent": req.headers.get("user-agent"),
+        "error": flow.error.msg if flow.error else None,
+        "replay_of": flow.metadata.get(META_REPLAY_OF),
+        "websocket": ws is not None,
+        "ws_messages": len(ws.messages) if ws else 0,
+        "streamed": ",".join(sorted(streamed)) or None,
+        "state": state,
+    }

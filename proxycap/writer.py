@@ -1,0 +1,86 @@
+"""The store writer: the one bus subscriber that must see every event, writing them in batches.
+
+It runs on its own thread so serialisation, compression and SQLite I/O never happen on the proxy's loop.
+Within a batch, events for the same flow collapse into its latest summary and state (a request and its
+response usually arrive in the same batch and cost one row write).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent
+from proxycap.store import Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+BATCH_INTERVAL = 0.05  # seconds between batches when traffic is steady
+MAX_BATCH = 5000  # events per transaction, so one huge burst does not hold the write lock for long
+
+
+class StoreWriter:
+    def __init__(self, store: Store, bus: Bus) -> None:
+        self.store = store
+        self.sub = bus.subscribe("store-writer")  # unbounded: the store must receive every event
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="proxycap-store-writer", daemon=True)
+        self._failing = False
+        self.flows_written = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Flush everything still queued, then close the store."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.sub.close()
+        self.store.close()
+
+    def _run(self) -> None:
+        pending: list[Any] = []
+        while True:
+            stopping = self._stop.wait(BATCH_INTERVAL)
+            pending.extend(self.sub.drain(MAX_BATCH))
+            if pending:
+                pending = self._write(pending)
+            if stopping and (pending or not self.sub.queue):
+                if pending:
+                    logger.error(f"{len(pending)} events could not be written to {self.store.path}")
+                return
+
+    def _write(self, events: list[Any]) -> list[Any]:
+        """Write a batch; on failure keep it for the next try and say so once."""
+        flows: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+        logs: list[tuple] = []
+        clients: dict[str, list[Any]] = {}
+        for ev in events:
+            if isinstance(ev, FlowEvent):
+                prev = flows.get(ev.flow_id)
+                state = ev.state if ev.state is not None else (prev[1] if prev else None)
+                flows[ev.flow_id] = (ev.summary, state)
+                s = ev.summary
+                entry = clients.setdefault(s["client_ip"], [s["client_ip"], s["ts"], None, 0])
+                entry[1] = max(entry[1], s["ts"] or 0)
+                entry[2] = s.get("user_agent") or entry[2]
+            elif isinstance(ev, LogEvent):
+                logs.append((ev.ts, ev.level, ev.message, ev.client_ip, ev.flow_id))
+            elif isinstance(ev, ClientEvent) and ev.connected:
+                entry = clients.setdefault(ev.client_ip, [ev.client_ip, ev.ts, None, 0])
+                entry[1] = max(entry[1], ev.ts)
+                entry[3] += 1
+        try:
+            self.store.write(flows.values(), logs, [tuple(c) for c in clients.values()])
+        except StoreError as e:
+            if not self._failing:
+                logger.error(f"cannot write captured flows, will retry: {e}")
+            self._failing = True
+            return events
+        if self._failing:
+            logger.warning(f"writing to {self.store.path} works again")
+        self._failing = False
+        self.flows_written += len(flows)
+        return []
