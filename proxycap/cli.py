@@ -37,17 +37,41 @@ def _add_proxy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-p", "--listen-port", type=int, default=8080, help="port to listen on (default 8080, 0: any)")
     g.add_argument("--listen-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     g.add_argument(
-        "--mode", "-m", action="append", default=None,
+        "--mode",
+        "-m",
+        action="append",
+        default=None,
         help="mitmproxy proxy mode: regular (default), upstream:URL, reverse:URL, socks5, transparent; repeatable",
     )
-    g.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="set any mitmproxy option (e.g. --set ssl_insecure=true); repeatable")
-    g.add_argument("-s", "--scripts", action="append", default=[], metavar="SCRIPT", help="extra mitmproxy addon script")
-    g.add_argument("--confdir", default=DEFAULT_CONFDIR, help=f"CA and mitmproxy config folder (default {DEFAULT_CONFDIR})")
-    g.add_argument("--allow", action="append", default=[], metavar="NETWORK",
-                   help="also allow clients from this network/address besides loopback (e.g. 192.168.1.0/24, any)")
-    g.add_argument("--max-body", default=DEFAULT_MAX_BODY, metavar="SIZE",
-                   help=f"stream (don't capture) bodies larger than this (default {DEFAULT_MAX_BODY})")
+    g.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set any mitmproxy option (e.g. --set ssl_insecure=true); repeatable",
+    )
+    g.add_argument(
+        "-s", "--scripts", action="append", default=[], metavar="SCRIPT", help="extra mitmproxy addon script"
+    )
+    g.add_argument(
+        "--confdir",
+        default=DEFAULT_CONFDIR,
+        help=f"CA and mitmproxy config folder (default {DEFAULT_CONFDIR})",
+    )
+    g.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="NETWORK",
+        help="also allow clients from this network/address besides loopback (e.g. 192.168.1.0/24, any)",
+    )
+    g.add_argument(
+        "--max-body",
+        default=DEFAULT_MAX_BODY,
+        metavar="SIZE",
+        help=f"stream (don't capture) bodies larger than this (default {DEFAULT_MAX_BODY})",
+    )
     _add_store(p)
     p.add_argument("--log-file", type=Path, default=None, help=f"log file (default: {default_log_file()})")
 
@@ -86,9 +110,13 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("-q", "--quiet", action="store_true", help="don't print a line per flow")
     rec.set_defaults(run=cmd_record)
 
-    flows = sub.add_parser("flows", help="list stored flows", epilog="filter expressions: mitmproxy's syntax, see --help-filters")
+    flows = sub.add_parser(
+        "flows", help="list stored flows", epilog="filter expressions: mitmproxy's syntax, see --help-filters"
+    )
     _add_store(flows)
-    flows.add_argument("--filter", "-f", metavar="EXPR", help="mitmproxy filter expression, e.g. '~d example.com & ~c 500'")
+    flows.add_argument(
+        "--filter", "-f", metavar="EXPR", help="mitmproxy filter expression, e.g. '~d example.com & ~c 500'"
+    )
     flows.add_argument("--client", metavar="IP", help="only this client IP (exact match)")
     flows.add_argument("--json", action="store_true", help="one JSON object per line")
     flows.add_argument("--limit", type=int, default=None, metavar="N", help="at most N flows")
@@ -126,7 +154,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     printer = None if args.quiet else session.bus.subscribe("record-printer", limit=100_000)
     session.start()
     addrs = ", ".join(f"{h}:{p}" for h, p in session.engine.listen_addrs)
-    print(f"proxycap {__version__} listening on {addrs}, recording to {session.store_path}", file=sys.stderr, flush=True)
+    print(
+        f"proxycap {__version__} listening on {addrs}, recording to {session.store_path}",
+        file=sys.stderr,
+        flush=True,
+    )
     done = threading.Event()
     if printer is not None:
         threading.Thread(target=_print_flows, args=(printer, flow_line, done), daemon=True).start()

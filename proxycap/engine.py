@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -59,8 +60,12 @@ class _Ready:
         failed = [s for s in ps.servers if not s.is_running or s.last_exception]
         if failed:
             s = failed[0]
-            reason = s.last_exception or "not running"
-            self.engine._started(EngineError(f"cannot listen for {s.mode.full_spec}: {reason}"))
+            host = s.mode.listen_host(ctx.options.listen_host) or "*"
+            port = s.mode.listen_port(ctx.options.listen_port)
+            reason = str(s.last_exception or "not running").splitlines()[0]
+            if "address already in use" in reason.lower():
+                reason = "the address is already in use (another proxy running?); choose another port with -p"
+            self.engine._started(EngineError(f"cannot listen on {host}:{port} ({s.mode.full_spec} mode): {reason}"))
         elif not ps.servers:
             self.engine._started(EngineError("no proxy mode to listen on"))
         else:
@@ -92,8 +97,13 @@ class Engine:
             raise EngineError(str(self._error)) from None
 
     def stop(self) -> None:
-        """Stop listening and let mitmproxy finish its ``done`` hooks. Safe to call more than once."""
+        """Close open connections (their flows end as errors, and are recorded), stop, run ``done`` hooks.
+
+        Safe to call more than once.
+        """
         if self.master and self.loop and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
+                self.submit(self._close_connections).result(timeout=5)
             self.master.shutdown()
         if self._thread and self._thread is not threading.current_thread():
             self._thread.join(timeout=15)
@@ -114,11 +124,32 @@ class Engine:
     def ca_path(self) -> Path:
         return Path(self.config.confdir).expanduser() / "mitmproxy-ca-cert.pem"
 
+    async def _close_connections(self) -> None:
+        """Cancel each client's connection task, as mitmproxy's own idle timeout does, and let them wind down."""
+        ps = self.master.addons.get("proxyserver") if self.master else None
+        if ps is None:
+            return
+        for handler in list(ps.connections.values()):
+            io = handler.transports.get(handler.client)
+            if io is not None and io.handler is not None:
+                io.handler.cancel("proxycap is stopping")
+        for _ in range(100):
+            if not ps.connections:
+                return
+            await asyncio.sleep(0.02)
+
     def _thread_main(self) -> None:
         loop = asyncio.new_event_loop()
         self.loop = loop
         try:
             loop.run_until_complete(self._main())
+            # Whatever is still running (a connection that ignored cancellation): cancel it rather than leave
+            # clients hanging on sockets of a closed loop.
+            if pending := asyncio.all_tasks(loop):
+                loop.set_exception_handler(lambda _loop, _ctx: None)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.wait(pending, timeout=2))
         except BaseException as e:  # anything that escapes mitmproxy must still reach start()
             logger.exception("engine crashed")
             self._started(e)
@@ -144,7 +175,10 @@ class Engine:
                 opts.update(block_global=False)  # proxycap's allow-list is the gate now
             opts.update(mode=cfg.modes)
             if cfg.sets:
-                opts.set(*cfg.sets)
+                try:
+                    opts.set(*cfg.sets)
+                except exceptions.OptionsError as e:
+                    raise exceptions.OptionsError(f"--set {' '.join(cfg.sets)}: {e}") from None
             if cfg.scripts:
                 opts.update(scripts=cfg.scripts)
         except exceptions.OptionsError as e:

@@ -23,6 +23,7 @@ def compile_filter(expr: str) -> flowfilter.TFilter:
         where = f" at column {col}, near {expr[col - 1 : col + 11]!r}" if col else ""
         raise FilterError(f"invalid filter expression {expr!r}{where} (see `proxycap flows --help-filters`)") from None
 
+
 def matching_rows(
     store: Store,
     query: Query,

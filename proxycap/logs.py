@@ -13,6 +13,7 @@ from pathlib import Path
 from proxycap.bus import Bus, LogEvent
 from proxycap.summary import peer
 
+MAX_MESSAGE = 500  # mitmproxy quotes whole hostile payloads in some messages
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -26,7 +27,7 @@ class BusHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             client = getattr(record, "client", None)
-            message = record.getMessage().splitlines()[0] if record.msg else ""
+            message = record.getMessage().splitlines()[0][:MAX_MESSAGE] if record.msg else ""
             self.bus.publish(
                 LogEvent(record.created, record.levelname, message, peer(client)[0] or None if client else None)
             )

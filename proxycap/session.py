@@ -24,11 +24,14 @@ class CaptureSession:
         self.log_file = log_file
         self.engine = Engine(config, self.bus)
         self.writer: StoreWriter | None = None
+        self._flows_at_start = 0
 
     def start(self) -> None:
         """Open the store, then the proxy; raises StoreError or EngineError with a one-line reason."""
         setup_logging(self.log_file, self.bus)
-        self.writer = StoreWriter(Store(self.store_path), self.bus)
+        store = Store(self.store_path)
+        self._flows_at_start = store.count()
+        self.writer = StoreWriter(store, self.bus)
         self.writer.start()
         try:
             self.engine.start()
@@ -38,10 +41,14 @@ class CaptureSession:
         logging.getLogger(__name__).info(f"proxy listening on {self.engine.listen_addrs}, store {self.store_path}")
 
     def stop(self) -> int:
-        """Stop the proxy, flush the store; returns how many flow rows the writer wrote."""
+        """Stop the proxy, flush the store; returns how many flows this session added to it."""
         self.engine.stop()
         if not self.writer:
             return 0
         self.writer.stop()
-        written, self.writer = self.writer.flows_written, None
-        return written
+        self.writer = None
+        store = Store(self.store_path, readonly=True)
+        try:
+            return store.count() - self._flows_at_start
+        finally:
+            store.close()

@@ -187,9 +187,11 @@ class Store:
     def _explain(self, e: sqlite3.DatabaseError) -> str:
         msg = str(e)
         if "not a database" in msg or "malformed" in msg:
-            return f"store {self.path} is corrupt or not a proxycap store ({msg}); move it aside or choose another --store"
+            return (
+                f"store {self.path} is corrupt or not a proxycap store ({msg}); move it aside or choose another --store"
+            )
         if "readonly" in msg or "unable to open" in msg or "permission" in msg.lower():
-            return f"store {self.path} cannot be opened for writing ({msg}); check its permissions or choose another --store"
+            return f"store {self.path} cannot be written ({msg}); check its permissions or choose another --store"
         return f"store {self.path}: {msg}"
 
     def close(self) -> None:
@@ -237,9 +239,7 @@ class Store:
                         "INSERT OR REPLACE INTO flow_data (seq, flow) VALUES (?, ?)",
                         (seq, encode_state(state, self._compressor)),
                     )
-            db.executemany(
-                "INSERT INTO events (ts, level, message, client_ip, flow_id) VALUES (?, ?, ?, ?, ?)", logs
-            )
+            db.executemany("INSERT INTO events (ts, level, message, client_ip, flow_id) VALUES (?, ?, ?, ?, ?)", logs)
             db.executemany(
                 "INSERT INTO clients (ip, first_seen, last_seen, user_agent, connections) VALUES (?1, ?2, ?2, ?3, ?4) "
                 "ON CONFLICT(ip) DO UPDATE SET last_seen = max(last_seen, ?2), "
@@ -297,7 +297,10 @@ class Store:
         while limit is None or seen < limit:
             where, args = query.where()
             page = min(1000, limit - seen) if limit is not None else 1000
-            rows = self._read(f"SELECT {', '.join(ROW_COLUMNS)} FROM flows WHERE {where} ORDER BY seq LIMIT ?", [*args, page])
+            rows = self._read(
+                f"SELECT {', '.join(ROW_COLUMNS)} FROM flows WHERE {where} ORDER BY seq LIMIT ?",
+                [*args, page],
+            )
             if not rows:
                 return
             for row in rows:
@@ -335,3 +338,6 @@ class Store:
         )
         return rows[::-1]
 
+    def max_seq(self) -> int:
+        """The newest row id (0 when empty): lets a live view ask only for rows it has not seen yet."""
+        return self._read("SELECT coalesce(max(seq), 0) FROM flows")[0][0]

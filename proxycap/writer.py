@@ -27,7 +27,6 @@ class StoreWriter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proxycap-store-writer", daemon=True)
         self._failing = False
-        self.flows_written = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -82,5 +81,4 @@ class StoreWriter:
         if self._failing:
             logger.warning(f"writing to {self.store.path} works again")
         self._failing = False
-        self.flows_written += len(flows)
         return []

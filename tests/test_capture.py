@@ -1,0 +1,273 @@
+"""End to end: real clients → real proxycap → real origins, checked in the store."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Proxy, start_proxy
+from origins import (
+    CHUNKED_TEXT,
+    JSON_DOC,
+    HangServer,
+    OriginServer,
+    ResetServer,
+    TestPKI,
+    pattern_bytes,
+    refused_port,
+)
+
+from proxycap.fmt import streamed_note
+from proxycap.store import Query, Store
+
+
+def _store(proxy: Proxy) -> Store:
+    return Store(proxy.store_path, readonly=True)
+
+
+def test_http_flow_lands_in_store(proxy: Proxy, origin: OriginServer) -> None:
+    with proxy.client() as c:
+        r = c.get(f"{origin.url}/json?x=1")
+    assert r.json() == JSON_DOC
+    [row] = proxy.wait_flows(1)
+    assert row["client_ip"] == "127.0.0.1"
+    assert (row["method"], row["scheme"], row["host"], row["port"]) == (
+        "GET",
+        "http",
+        "127.0.0.1",
+        origin.port,
+    )
+    assert row["path"] == "/json?x=1"
+    assert row["url"] == f"{origin.url}/json?x=1"
+    assert row["status"] == 200
+    assert row["content_type"] == "application/json"
+    assert row["response_size"] == len(r.content)
+    assert row["state"] == "done"
+    assert row["duration_ms"] is not None and row["duration_ms"] >= 0
+
+
+def test_https_through_connect(proxy: Proxy, tls_origin: OriginServer) -> None:
+    with proxy.client() as c:
+        r = c.post(f"{tls_origin.url}/echo", content=b"secret=1")
+    assert r.json()["body"] == "secret=1"
+    [row] = proxy.wait_flows(1)
+    assert (row["scheme"], row["host"], row["method"], row["status"]) == ("https", "localhost", "POST", 200)
+    assert row["sni"] == "localhost"
+    assert row["tls_version"].startswith("TLS")
+    assert row["request_size"] == 8
+    flow = _store(proxy).load_flow(row["seq"])
+    assert flow is not None and flow.request.content == b"secret=1"
+    assert json.loads(flow.response.content)["body"] == "secret=1"
+
+
+def test_http2_end_to_end(proxy: Proxy, tls_origin: OriginServer) -> None:
+    with proxy.client(http2=True) as c:
+        r = c.get(f"{tls_origin.url}/echo")
+    assert r.http_version == "HTTP/2"
+    assert r.json()["http_version"] == "2"  # mitmproxy spoke HTTP/2 upstream too
+    [row] = proxy.wait_flows(1)
+    assert row["http_version"] == "HTTP/2.0"
+    assert row["status"] == 200
+
+
+def test_websocket_messages_recorded(proxy: Proxy, origin: OriginServer) -> None:
+    from websockets.sync.client import connect
+
+    with connect(origin.ws_url, proxy=proxy.url) as ws:
+        for text in ("one", "two", "three"):
+            ws.send(text)
+            assert ws.recv(timeout=5) == f"echo:{text}"
+    [row] = proxy.wait_flows(1)
+    assert row["websocket"] and row["status"] == 101
+    assert row["ws_messages"] == 6
+    flow = _store(proxy).load_flow(row["seq"])
+    assert [m.text for m in flow.websocket.messages] == [
+        "one",
+        "echo:one",
+        "two",
+        "echo:two",
+        "three",
+        "echo:three",
+    ]
+
+
+@pytest.mark.parametrize(("path", "encoding"), [("/gzip", "gzip"), ("/br", "br"), ("/chunked", None)])
+def test_encoded_and_chunked_bodies(proxy: Proxy, origin: OriginServer, path: str, encoding: str | None) -> None:
+    with proxy.client() as c:
+        r = c.get(f"{origin.url}{path}")
+    [row] = proxy.wait_flows(1)
+    flow = _store(proxy).load_flow(row["seq"])
+    assert flow.response.headers.get("content-encoding") == encoding
+    assert flow.response.content == r.content  # decoded body equals what the client decoded
+    if encoding:
+        assert flow.response.raw_content != flow.response.content
+        assert json.loads(flow.response.content) == JSON_DOC
+    else:
+        assert flow.response.content.decode() == CHUNKED_TEXT
+        assert flow.response.headers.get("transfer-encoding") == "chunked"
+
+
+def test_large_body_is_streamed_not_buffered(proxy: Proxy, origin: OriginServer) -> None:
+    n = 20 * 1024 * 1024
+    with proxy.client(timeout=60) as c:
+        r = c.get(f"{origin.url}/bytes/{n}")
+    assert r.content == pattern_bytes(n)
+    [row] = proxy.wait_flows(1)
+    assert row["streamed"] == "response"
+    assert row["response_size"] == n
+    assert streamed_note(row) == f"response body not captured (streamed, {n} bytes)"
+    flow = _store(proxy).load_flow(row["seq"])
+    assert flow.response.raw_content is None
+    assert proxy.store_path.stat().st_size < 1024 * 1024
+
+
+def test_bodies_below_the_limit_are_kept_compressed(proxy: Proxy, origin: OriginServer) -> None:
+    n = 3 * 1024 * 1024
+    with proxy.client() as c:
+        c.get(f"{origin.url}/bytes/{n}")
+    [row] = proxy.wait_flows(1)
+    assert row["streamed"] is None and row["response_size"] == n
+    assert _store(proxy).load_flow(row["seq"]).response.content == pattern_bytes(n)
+    size = sum(p.stat().st_size for p in proxy.store_path.parent.glob("captures.db*"))
+    assert size < n / 4
+
+
+def test_failing_origins_are_recorded_as_errors(
+    proxy: Proxy, origin: OriginServer, reset_server: ResetServer, hang_server: HangServer
+) -> None:
+    with proxy.client() as c:
+        assert c.get(f"http://127.0.0.1:{refused_port()}/refused").status_code == 502
+        assert c.get(f"{reset_server.url}/reset").status_code == 502
+    with proxy.client(timeout=0.5) as c, pytest.raises(httpx.ReadTimeout):
+        c.get(f"{hang_server.url}/hang")
+    rows = {r["path"]: r for r in proxy.wait_flows(3)}
+    assert "refused" in rows["/refused"]["error"].lower() or "connect" in rows["/refused"]["error"].lower()
+    assert rows["/reset"]["error"]
+    assert "disconnect" in rows["/hang"]["error"].lower()
+    with proxy.client() as c:  # and the proxy keeps serving
+        assert c.get(f"{origin.url}/json").status_code == 200
+
+
+def test_clients_are_told_apart_by_source_ip(proxy: Proxy, origin: OriginServer) -> None:
+    for ip, n in (("127.0.0.2", 3), ("127.0.0.3", 2), ("127.0.0.20", 1)):
+        with proxy.client(source_ip=ip) as c:
+            for _ in range(n):
+                c.get(f"{origin.url}/json", headers={"user-agent": f"agent-{ip}"})
+    proxy.wait_flows(6)
+    store = _store(proxy)
+    stats = {c.ip: c for c in store.clients()}
+    assert {ip: s.flows for ip, s in stats.items()} == {"127.0.0.2": 3, "127.0.0.3": 2, "127.0.0.20": 1}
+    assert stats["127.0.0.3"].user_agent == "agent-127.0.0.3"
+    assert stats["127.0.0.2"].connections >= 1
+    assert store.count(Query(client_ip="127.0.0.2")) == 3  # exact, not a regex: .20 is someone else
+
+
+def test_flows_survive_a_restart(tmp_path: Path, confdir: Path, pki: TestPKI, origin: OriginServer) -> None:
+    for run in range(2):
+        p = start_proxy(tmp_path, confdir, pki)
+        try:
+            with p.client() as c:
+                c.get(f"{origin.url}/status/{201 + run}")
+            p.wait_flows(run + 1)
+        finally:
+            p.session.stop()
+    rows = list(Store(tmp_path / "captures.db", readonly=True).iter_rows())
+    assert [(r["seq"], r["status"]) for r in rows] == [(1, 201), (2, 202)]
+
+
+def test_in_flight_flow_is_stored_on_stop(tmp_path: Path, confdir: Path, pki: TestPKI, origin: OriginServer) -> None:
+    """A request still waiting for its response when the proxy stops is in the store, not lost."""
+    p = start_proxy(tmp_path, confdir, pki)
+    pending = ThreadPoolExecutor(1).submit(_get_quietly, p, f"{origin.url}/slow?ms=3000")
+    p.wait_flows(1, done=False)
+    p.session.stop()
+    pending.result()
+    [row] = Store(tmp_path / "captures.db", readonly=True).iter_rows()
+    assert row["path"] == "/slow?ms=3000"
+    assert row["state"] == "error" and row["error"]
+
+
+def _get_quietly(p: Proxy, url: str) -> None:
+    with p.client() as c, contextlib.suppress(httpx.HTTPError):
+        c.get(url)
+
+
+# --- hostile and broken clients ---------------------------------------------------------------
+
+
+def _raw(port: int, data: bytes, read: bool = True) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        if not read:
+            return b""
+        chunks = []
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET http://127.0.0.1/ HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+        b"GET http://127.0.0.1/ HTTP/1.1\r\nContent-Length: nope\r\n\r\n",
+        b"\x00\xff" * 1000 + b"\r\n\r\n",
+    ],
+    ids=["request-line", "header-line", "content-length", "binary"],
+)
+def test_malformed_requests_get_an_error_and_the_proxy_keeps_serving(
+    proxy: Proxy, origin: OriginServer, data: bytes
+) -> None:
+    reply = _raw(proxy.port, data)
+    assert reply.startswith(b"HTTP/1.1 400") or reply == b""
+    with proxy.client() as c:
+        assert c.get(f"{origin.url}/json").status_code == 200
+    proxy.wait_flows(1)
+
+
+def test_garbage_instead_of_client_hello(proxy: Proxy, tls_origin: OriginServer, origin: OriginServer) -> None:
+    connect = f"CONNECT localhost:{tls_origin.port} HTTP/1.1\r\nHost: localhost:{tls_origin.port}\r\n\r\n"
+    reply = _raw(proxy.port, connect.encode() + b"\x16\x03\x01\x00\x10" + b"\xde\xad" * 500)
+    assert reply.startswith(b"HTTP/1.1 200")
+    with proxy.client() as c:
+        assert c.get(f"{origin.url}/json").status_code == 200
+    rows = {r["method"]: r for r in proxy.wait_flows(2)}
+    assert "Cannot parse ClientHello" in rows["CONNECT"]["error"]
+    assert rows["GET"]["status"] == 200
+
+
+def test_client_that_does_not_trust_the_ca_is_recorded(proxy: Proxy, tls_origin: OriginServer) -> None:
+    transport = httpx.HTTPTransport(proxy=proxy.url, verify=True, retries=0)  # system CAs only
+    with httpx.Client(transport=transport) as c, pytest.raises(httpx.ConnectError):
+        c.get(f"{tls_origin.url}/json")
+    [row] = proxy.wait_flows(1)
+    assert row["method"] == "CONNECT" and "TLS handshake" in row["error"]
+    assert "proxycap ca" in row["error"]
+    events = _eventually(lambda: _store(proxy).events())
+    assert any("does not trust" in e[2] or "TLS handshake" in e[2] for e in events)
+
+
+def test_client_disconnecting_mid_body(proxy: Proxy, origin: OriginServer) -> None:
+    head = f"POST {origin.url}/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode()
+    _raw(proxy.port, head + b"x" * 1000, read=False)
+    with proxy.client() as c:
+        assert c.get(f"{origin.url}/json").status_code == 200
+    rows = proxy.wait_flows(1)
+    assert [r["path"] for r in rows][-1] == "/json"
+
+
+def _eventually(fn: Callable[[], list[Any]], timeout: float = 5) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while not (result := fn()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return result
