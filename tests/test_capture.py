@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -271,3 +272,33 @@ def _eventually(fn: Callable[[], list[Any]], timeout: float = 5) -> list[Any]:
     while not (result := fn()) and time.monotonic() < deadline:
         time.sleep(0.05)
     return result
+
+
+def test_curl_from_another_device(proxy: Proxy, tls_origin: OriginServer, pki: TestPKI) -> None:
+    """curl as a user would run it: its own TLS stack, trusting proxycap's CA, from 127.0.0.3, over HTTP/2."""
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--http2",
+            "--interface",
+            "127.0.0.3",
+            "-x",
+            proxy.url,
+            "--cacert",
+            str(proxy.ca_pem),
+            "-A",
+            "curl-test/1.0",
+            "-w",
+            "\\n%{http_version}",
+            f"{tls_origin.url}/json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    body, version = out.rsplit("\n", 1)
+    assert json.loads(body) == JSON_DOC and version == "2"
+    [row] = proxy.wait_flows(1)
+    assert (row["client_ip"], row["http_version"], row["user_agent"]) == ("127.0.0.3", "HTTP/2.0", "curl-test/1.0")

@@ -301,3 +301,15 @@ def test_recorder_loads_into_stock_mitmdump(tmp_path: Path, confdir: Path, origi
         proc.communicate(timeout=30)
     rows = list(Store(store, readonly=True).iter_rows())
     assert [(r["path"], r["status"]) for r in rows] == [("/json", 200)]
+
+
+def test_trust_scripts_refuse_bad_input(tmp_path: Path) -> None:
+    """The trust helpers never install a missing file or a private key (they would need root to do more)."""
+    run("ca", "--confdir", str(tmp_path))
+    for script in sorted((REPO / "certs").glob("trust-*.sh")):
+        for cert, needle in (
+            (tmp_path / "missing.pem", "no certificate"),
+            (tmp_path / "mitmproxy-ca.pem", "private key"),
+        ):
+            p = subprocess.run(["bash", str(script), str(cert)], capture_output=True, text=True, timeout=10)
+            assert p.returncode == 1 and needle in p.stderr and len(p.stderr.splitlines()) == 1, (script, p.stderr)
