@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def test_record_prints_flows_and_flushes_on_signal(recording: Recording, origin:
     rows = list(Store(recording.store, readonly=True).iter_rows())
     assert len(rows) == 25
     assert f"{origin.url}/status/201" in out
-    assert "stopped; 25 flows written" in err
+    assert err.splitlines() == [f"stopped; 25 flows written to {recording.store}"]  # no log lines on the terminal
 
 
 def test_record_quiet(tmp_path: Path, confdir: Path, pki: TestPKI, origin: OriginServer) -> None:
@@ -313,3 +314,17 @@ def test_trust_scripts_refuse_bad_input(tmp_path: Path) -> None:
         ):
             p = subprocess.run(["bash", str(script), str(cert)], capture_output=True, text=True, timeout=10)
             assert p.returncode == 1 and needle in p.stderr and len(p.stderr.splitlines()) == 1, (script, p.stderr)
+
+
+def test_wheel_ships_addons_inside_the_package(tmp_path: Path) -> None:
+    """`pip install .` must not put a generic top-level `addons` module into site-packages."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("proxycap-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"proxycap", wheel.name.split("-py")[0] + ".dist-info"}
+    assert "proxycap/addons/recorder.py" in names and "proxycap/tui/proxycap.tcss" in names
