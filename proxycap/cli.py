@@ -184,7 +184,7 @@ def _print_flows(sub, line: Callable, done: threading.Event) -> None:
 def cmd_flows(args: argparse.Namespace) -> int:
     from mitmproxy import flowfilter
 
-    from proxycap.filtering import compile_filter, matching_rows
+    from proxycap.filtering import FilterError, compile_filter, matching_rows
     from proxycap.fmt import flow_line
     from proxycap.store import Query
 
@@ -192,7 +192,10 @@ def cmd_flows(args: argparse.Namespace) -> int:
         for op, text in flowfilter.help:
             print(f"  {op:<14} {text}")
         return 0
-    flt = compile_filter(args.filter) if args.filter else None
+    try:
+        flt = compile_filter(args.filter) if args.filter else None
+    except FilterError as e:
+        raise UserError(f"{e} (operators: proxycap flows --help-filters)") from None
     store = Store(args.store or default_store(), readonly=True)
     try:
         for row in matching_rows(store, Query(client_ip=args.client), flt, args.limit):

@@ -21,7 +21,7 @@ def compile_filter(expr: str) -> flowfilter.TFilter:
     except ValueError as e:
         col = getattr(e.__cause__, "col", None)
         where = f" at column {col}, near {expr[col - 1 : col + 11]!r}" if col else ""
-        raise FilterError(f"invalid filter expression {expr!r}{where} (see `proxycap flows --help-filters`)") from None
+        raise FilterError(f"invalid filter expression {expr!r}{where}") from None
 
 
 def matching_rows(

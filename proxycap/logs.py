@@ -13,6 +13,8 @@ from pathlib import Path
 from proxycap.bus import Bus, LogEvent
 from proxycap.summary import peer
 
+# The recorder reports these itself, tied to the flow and with a hint on trusting the CA.
+REPORTED_BY_RECORDER = ("Client TLS handshake failed",)
 MAX_MESSAGE = 500  # mitmproxy quotes whole hostile payloads in some messages
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -25,6 +27,8 @@ class BusHandler(logging.Handler):
         self.bus = bus
 
     def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith(REPORTED_BY_RECORDER):
+            return
         try:
             client = getattr(record, "client", None)
             message = record.getMessage().splitlines()[0][:MAX_MESSAGE] if record.msg else ""

@@ -12,7 +12,7 @@ from pathlib import Path
 from proxycap.bus import Bus
 from proxycap.engine import Engine, EngineConfig
 from proxycap.logs import setup_logging
-from proxycap.store import Store
+from proxycap.store import Query, Store
 from proxycap.writer import StoreWriter
 
 
@@ -24,13 +24,13 @@ class CaptureSession:
         self.log_file = log_file
         self.engine = Engine(config, self.bus)
         self.writer: StoreWriter | None = None
-        self._flows_at_start = 0
+        self._seq_at_start = 0
 
     def start(self) -> None:
         """Open the store, then the proxy; raises StoreError or EngineError with a one-line reason."""
         setup_logging(self.log_file, self.bus)
         store = Store(self.store_path)
-        self._flows_at_start = store.count()
+        self._seq_at_start = store.max_seq()
         self.writer = StoreWriter(store, self.bus)
         self.writer.start()
         try:
@@ -49,6 +49,6 @@ class CaptureSession:
         self.writer = None
         store = Store(self.store_path, readonly=True)
         try:
-            return store.count() - self._flows_at_start
+            return store.count(Query(after_seq=self._seq_at_start))
         finally:
             store.close()

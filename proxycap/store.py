@@ -72,11 +72,12 @@ CREATE TABLE events (
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
-_UPSERT = (
-    f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
-    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in COLUMNS if c not in ('id', 'ts'))} "
-    "RETURNING seq"
+_INSERT = f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) RETURNING seq"
+# Update before insert: an upsert would burn an AUTOINCREMENT number on every update, leaving gaps in "#".
+_UPDATE = (
+    f"UPDATE flows SET {', '.join(f'{c} = ?' for c in COLUMNS if c not in ('id', 'ts'))} WHERE id = ? RETURNING seq"
 )
+_UPDATE_COLUMNS = tuple(c for c in COLUMNS if c not in ("id", "ts"))
 
 
 class StoreError(Exception):
@@ -233,7 +234,10 @@ class Store:
         """
         with self._tx() as db:
             for summary, state in flows:
-                seq = db.execute(_UPSERT, [summary.get(c) for c in COLUMNS]).fetchone()[0]
+                row = db.execute(_UPDATE, [*(summary.get(c) for c in _UPDATE_COLUMNS), summary["id"]]).fetchone()
+                if row is None:
+                    row = db.execute(_INSERT, [summary.get(c) for c in COLUMNS]).fetchone()
+                seq = row[0]
                 if state is not None:
                     db.execute(
                         "INSERT OR REPLACE INTO flow_data (seq, flow) VALUES (?, ?)",
@@ -241,18 +245,19 @@ class Store:
                     )
             db.executemany("INSERT INTO events (ts, level, message, client_ip, flow_id) VALUES (?, ?, ?, ?, ?)", logs)
             db.executemany(
-                "INSERT INTO clients (ip, first_seen, last_seen, user_agent, connections) VALUES (?1, ?2, ?2, ?3, ?4) "
-                "ON CONFLICT(ip) DO UPDATE SET last_seen = max(last_seen, ?2), "
-                "user_agent = coalesce(?3, user_agent), connections = connections + ?4",
-                clients,
+                "INSERT INTO clients (ip, first_seen, last_seen, user_agent, connections) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(ip) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen), "
+                "user_agent = coalesce(excluded.user_agent, user_agent), "
+                "connections = connections + excluded.connections",
+                ((ip, ts, ts, ua, n) for ip, ts, ua, n in clients),
             )
 
     def set_label(self, ip: str, label: str | None) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO clients (ip, label, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3) "
-                "ON CONFLICT(ip) DO UPDATE SET label = ?2",
-                (ip, label or None, time.time()),
+                "INSERT INTO clients (ip, label, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(ip) DO UPDATE SET label = excluded.label",
+                (ip, label or None, time.time(), time.time()),
             )
 
     def set_marked(self, seqs: Iterable[int], marked: bool) -> None:

@@ -1,0 +1,507 @@
+"""``proxycap tui``: the Textual app and its wiring to the capture session.
+
+The app owns the view state and reacts to messages from its widgets; widgets render what they are given.
+Live traffic arrives two ways: a timer drains the app's bus subscription (updates to rows already on screen,
+log lines, the request rate) and asks the store for rows past the last one seen (new flows, an indexed
+range query). Anything that may take long (full loads, filter expressions, resorting, client stats, reverse
+DNS, flow bodies, writes) runs in a thread worker on a second store connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer
+from textual.worker import Worker, get_current_worker
+
+from proxycap.bus import ClientEvent, FlowEvent, LogEvent
+from proxycap.engine import EngineConfig
+from proxycap.filtering import FilterError
+from proxycap.paths import default_log_file, default_store
+from proxycap.session import CaptureSession
+from proxycap.store import Store
+from proxycap.tui import keys
+from proxycap.tui.clients import ClientsPanel, ReverseDNS, client_rows
+from proxycap.tui.commands import ProxycapCommands
+from proxycap.tui.filter_bar import FilterBar
+from proxycap.tui.flow_list import FlowList
+from proxycap.tui.inspector import Inspector
+from proxycap.tui.screens import ConfirmScreen, EventLogScreen, EventRow, HelpScreen, RenameScreen
+from proxycap.tui.status import Status, StatusBar
+from proxycap.tui.view import (
+    SORT_COLUMNS,
+    Batch,
+    Change,
+    FlowView,
+    ViewSpec,
+    discover_sql,
+    load_sql,
+    resort,
+    scan_expr,
+)
+
+TICK = 0.1  # seconds between bus drains / store polls
+CLIENTS_INTERVAL = 1.0
+RESORT_INTERVAL = 1.0  # at most this often while new flows arrive in a non-# sort
+INSPECT_DELAY = 0.3  # after a change to the inspected flow, let the store writer catch up before reloading
+RATE_WINDOW = 5.0
+NARROW = 100  # below this many columns the clients panel starts hidden
+SHORT = 30  # below this many rows the inspector opens full screen
+BUS_LIMIT = 50_000
+INSPECTOR_ACTIONS = {"zoom_inspector", "show_tab", "body_view", "toggle_raw", "more_body", "search_body",
+                     "next_match"}
+WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause"}
+
+
+class ProxycapApp(App[int]):
+    CSS_PATH = "proxycap.tcss"
+    TITLE = "proxycap"
+    BINDINGS = keys.bindings()
+    COMMANDS = App.COMMANDS | {ProxycapCommands}
+    ALLOW_IN_MAXIMIZED_VIEW = "Footer, StatusBar"
+    ESCAPE_TO_MINIMIZE = False
+
+    def __init__(self, store_path: Path, session: CaptureSession | None = None, client: str | None = None) -> None:
+        """Live when given a started ``session`` (not stopped here), else a read-only browser of the store.
+
+        Opens the store now, so a bad store fails before the UI takes the screen.
+        """
+        super().__init__()
+        self.session = session
+        self.readonly = session is None
+        self.store_path = Path(store_path)
+        self.store = Store(self.store_path, readonly=self.readonly)  # UI thread: small indexed reads
+        self.worker_store = Store(self.store_path, readonly=self.readonly)  # workers: scans, bodies, writes
+        self.sub = session.bus.subscribe("tui", limit=BUS_LIMIT) if session else None
+        self.view = FlowView(self.store)
+        self.view.spec = ViewSpec(client_ip=client)
+        self.resolver = ReverseDNS()
+        self.status = Status(self.store_path, session.engine.listen_addrs if session else None)
+        self.events: collections.deque[EventRow] = collections.deque(maxlen=1000)
+        self._rate: collections.deque[tuple[float, int]] = collections.deque()
+        self._scan_worker: Worker[None] | None = None
+        self._resort_worker: Worker[None] | None = None
+        self._last_resort = 0.0
+        self._clients_dirty = True
+        self._inspect_due: float | None = None
+        self._event_screen: EventLogScreen | None = None
+
+    # --- layout ---------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        # Kept as attributes: timers may still fire while the screen is torn down, when queries fail.
+        self.filter_bar = FilterBar(id="filter-bar")
+        self.clients = ClientsPanel(self.view.spec.client_ip, id="clients")
+        self.flows = FlowList(self.view, id="flows")
+        self.inspector = Inspector(self.worker_store, id="inspector")
+        self.status_bar = StatusBar(id="status")
+        yield self.filter_bar
+        with Horizontal(id="main"):
+            yield self.clients
+            with Vertical(id="right"):
+                yield self.flows
+                yield self.inspector
+        yield self.status_bar
+        yield Footer()
+
+    @property
+    def inspecting(self) -> bool:
+        return self.inspector.has_class("-open")
+
+    def on_mount(self) -> None:
+        self.clients.display = self.size.width >= NARROW
+        self.flows.show_client = self.view.spec.client_ip is None
+        self.flows.focus()
+        self._reload()
+        self.set_interval(TICK, self._tick)
+        self.set_interval(CLIENTS_INTERVAL, self._refresh_clients)
+        self._refresh_clients()
+        if self.session is not None:
+            self.sub_title = ", ".join(f"{h}:{p}" for h, p in self.status.listen or [])
+
+    def on_unmount(self) -> None:
+        if self.sub is not None:
+            self.sub.close()
+        self.resolver.close()
+        self.workers.cancel_all()
+        self.store.close()
+        self.worker_store.close()
+
+    # --- loading the view -----------------------------------------------------------------------
+
+    def _set_spec(self, spec: ViewSpec) -> None:
+        self.flows.show_client = spec.client_ip is None
+        if self.view.begin(spec):
+            self._reload()
+        else:
+            self.flows.sync(Change(reset=True, appended=False))
+
+    def _reload(self) -> None:
+        """Load the current spec from the store (in a worker; replaces the list when it is done)."""
+        spec, gen = self.view.spec, self.view.generation
+        if spec.expr:
+            self.filter_bar.show("filtering…")
+            self._scan_worker = self._scan(gen, spec, spec.floor, [], True)
+        else:
+            self._load(gen, spec)
+
+    @work(thread=True, exclusive=True, group="view", exit_on_error=False)
+    def _load(self, gen: int, spec: ViewSpec) -> None:
+        batch = load_sql(self.worker_store, spec)
+        self.call_from_thread(self._apply, gen, batch)
+
+    @work(thread=True, exclusive=True, group="view", exit_on_error=False)
+    def _scan(self, gen: int, spec: ViewSpec, after: int, recheck: list[str], reset: bool) -> None:
+        worker = get_current_worker()
+        scan_expr(
+            self.worker_store,
+            spec,
+            after,
+            recheck,
+            report=lambda batch: self.call_from_thread(self._apply, gen, batch),
+            cancelled=lambda: worker.is_cancelled or gen != self.view.generation,
+            reset=reset,
+        )
+
+    def _apply(self, gen: int, batch: Batch) -> None:
+        if gen != self.view.generation:
+            return
+        self.flows.sync(self.view.apply(batch))
+        if self.view.spec.expr:
+            if batch.done:
+                self.filter_bar.show(f"{len(self.view):,} matching")
+            elif batch.total:
+                self.filter_bar.show(f"filtering… {100 * batch.scanned // batch.total}% · {len(self.view):,} found")
+        if batch.seqs:
+            self._clients_dirty = True
+
+    @work(thread=True, exclusive=True, group="resort", exit_on_error=False)
+    def _resort(self, gen: int, spec: ViewSpec, members: list[int]) -> None:
+        ordered = resort(self.worker_store, spec, members)
+        self.call_from_thread(self._apply_resort, gen, ordered)
+
+    def _apply_resort(self, gen: int, ordered: list[int]) -> None:
+        if gen == self.view.generation:
+            self.flows.sync(self.view.apply_resort(ordered))
+
+    # --- live updates ---------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self.sub is not None:
+            self._drain(now)
+        view = self.view
+        if not view.frozen and not view.loading:
+            if view.spec.expr:
+                idle = self._scan_worker is None or self._scan_worker.is_finished
+                if idle and (view.recheck or self.store.max_seq() > view.last_seq):
+                    recheck, view.recheck = list(view.recheck), set()
+                    self._scan_worker = self._scan(view.generation, view.spec, view.last_seq, recheck, False)
+            elif batch := discover_sql(self.store, view.spec, view.last_seq):
+                self._apply(view.generation, batch)
+            idle = self._resort_worker is None or self._resort_worker.is_finished
+            if view.unsorted and idle and now - self._last_resort >= RESORT_INTERVAL:
+                self._last_resort = now
+                self._resort_worker = self._resort(view.generation, view.spec, view.snapshot())
+        if self._inspect_due is not None and now >= self._inspect_due:
+            self._inspect_due = None
+            self.inspector.show_flow(self.inspector.seq, reload=True)
+        self._show_status()
+
+    def _drain(self, now: float) -> None:
+        assert self.sub is not None
+        if self.sub.take_lagged():  # events were dropped: trust only the store
+            self.view.invalidate()
+            self.flows.forget()
+            self.view.begin(self.view.spec, force=True)
+            self._reload()
+        flow_events: list[FlowEvent] = []
+        logs: list[EventRow] = []
+        requests = 0
+        for ev in self.sub.drain(BUS_LIMIT):
+            if isinstance(ev, FlowEvent):
+                flow_events.append(ev)
+                requests += ev.kind == "request"
+                s = ev.summary
+                if self.status.ca_hint and s["scheme"] == "https" and s["status"] is not None and not s["error"]:
+                    self.status.ca_hint = False
+            elif isinstance(ev, LogEvent):
+                logs.append((ev.ts, ev.level, ev.message, ev.client_ip, ev.flow_id))
+            elif isinstance(ev, ClientEvent):
+                self._clients_dirty = True
+        if flow_events:
+            self._clients_dirty = True
+            changed = self.view.apply_events(flow_events)
+            self.flows.forget(changed)
+            if self.inspector.seq in changed and self._inspect_due is None:
+                self._inspect_due = now + INSPECT_DELAY
+        self._rate.append((now, requests))
+        while self._rate and self._rate[0][0] < now - RATE_WINDOW:
+            self._rate.popleft()
+        if logs:
+            self.events.extend(logs)
+            self.status.warnings += len(logs)
+            if self._event_screen is not None:
+                self._event_screen.add(logs)
+
+    def _show_status(self) -> None:
+        s = self.status
+        s.shown = len(self.view)
+        s.paused = self.view.frozen
+        s.rate = sum(n for _, n in self._rate) / RATE_WINDOW
+        self.status_bar.show(s)
+
+    def _refresh_clients(self) -> None:
+        if self._clients_dirty or self.resolver.pending:
+            self._clients_dirty = False
+            self._load_clients(self.view.spec.client_ip)
+
+    @work(thread=True, exclusive=True, group="clients", exit_on_error=False)
+    def _load_clients(self, include: str | None) -> None:
+        rows = client_rows(self.worker_store, self.resolver, include)
+        self.call_from_thread(self._show_clients, rows)
+
+    def _show_clients(self, rows: list) -> None:
+        self.clients.update_rows(rows)
+        self.status.total = sum(r.flows for r in rows)
+
+    # --- messages from widgets ------------------------------------------------------------------
+
+    def on_filter_bar_changed(self, message: FilterBar.Changed) -> None:
+        try:
+            spec = self.view.spec.with_filter(message.text)
+        except FilterError as e:
+            self.filter_bar.show(str(e), error=True)
+            return
+        self.filter_bar.show("")
+        if message.submitted:
+            self.filter_bar.input.remember(message.text)
+            self.flows.focus()
+        if spec != self.view.spec:
+            self._set_spec(spec)
+
+    def on_filter_bar_done(self, _: FilterBar.Done) -> None:
+        self.flows.focus()
+
+    def on_clients_panel_selected(self, message: ClientsPanel.Selected) -> None:
+        self._set_spec(dataclasses.replace(self.view.spec, client_ip=message.ip))
+        self._clients_dirty = True
+
+    def on_flow_list_highlighted(self, message: FlowList.Highlighted) -> None:
+        if self.inspecting:
+            self.inspector.show_flow(message.seq)
+
+    def on_flow_list_activated(self, message: FlowList.Activated) -> None:
+        self.action_inspect()
+
+    def on_flow_list_sort_requested(self, message: FlowList.SortRequested) -> None:
+        spec = self.view.spec
+        if message.order == spec.order:
+            self._set_spec(dataclasses.replace(spec, descending=not spec.descending))
+        else:
+            self._set_spec(dataclasses.replace(spec, order=message.order, descending=False))
+
+    # --- actions --------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in INSPECTOR_ACTIONS:
+            return self.inspecting
+        if action in WRITE_ACTIONS:
+            return not self.readonly
+        return True
+
+    def action_focus_filter(self) -> None:
+        self.filter_bar.input.focus()
+
+    def action_inspect(self) -> None:
+        if self.flows.selected is None:
+            return
+        inspector = self.inspector
+        inspector.add_class("-open")
+        inspector.show_flow(self.flows.selected)
+        if self.size.height < SHORT:
+            self.screen.maximize(inspector)
+            inspector.lines().focus()
+        self.refresh_bindings()
+
+    def action_back(self) -> None:
+        if self.inspecting:
+            self.screen.minimize()
+            self.inspector.remove_class("-open")
+            self.inspector.show_flow(None)
+            self.flows.focus()
+            self.refresh_bindings()
+        elif self.filter_bar.value:
+            self.filter_bar.input.value = ""
+
+    def action_zoom_inspector(self) -> None:
+        if self.screen.maximized is self.inspector:
+            self.screen.minimize()
+        else:
+            self.screen.maximize(self.inspector)
+            self.inspector.lines().focus()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.inspector.show_tab(tab)
+
+    def action_body_view(self) -> None:
+        self.inspector.cycle_view()
+
+    def action_toggle_raw(self) -> None:
+        self.inspector.toggle_raw()
+
+    def action_more_body(self) -> None:
+        self.inspector.more()
+
+    def action_search_body(self) -> None:
+        self.inspector.open_search()
+
+    def action_next_match(self, step: int) -> None:
+        self.inspector.next_match(step)
+
+    def action_toggle_pause(self) -> None:
+        if self.view.frozen:
+            self.view.thaw()
+            self.flows.forget()
+        else:
+            self.view.frozen = True
+        self.notify("display paused (still recording)" if self.view.frozen else "display resumed", timeout=2)
+
+    def action_toggle_follow(self) -> None:
+        self.flows.follow = not self.flows.follow
+        if self.flows.follow:
+            self.flows.go_top() if self.view.spec.descending else self.flows.go_bottom()
+        self.notify(f"follow {'on' if self.flows.follow else 'off'}", timeout=2)
+
+    def action_go_top(self) -> None:
+        self.flows.go_top()
+
+    def action_go_bottom(self) -> None:
+        self.flows.go_bottom()
+
+    def action_toggle_mark(self) -> None:
+        seq = self.flows.selected
+        row = self.view.cached(seq) if seq is not None else None
+        if seq is None or row is None:
+            return
+        marked = not row.get("marked")
+        self.view.set_marked([seq], marked)
+        self._write(self.worker_store.set_marked, [seq], marked)
+        self.flows.forget({seq})
+        self.flows.action_cursor(1)
+
+    def action_delete(self) -> None:
+        if self.flows.selected is not None:
+            self._find_deletable(self.view.spec, self.view.snapshot() if self.view.spec.expr else None,
+                                 self.flows.selected)
+
+    @work(thread=True, exclusive=True, group="delete", exit_on_error=False)
+    def _find_deletable(self, spec: ViewSpec, members: list[int] | None, selected: int) -> None:
+        """The marked flows in the view, or else the selected one; then ask."""
+        query = dataclasses.replace(spec.query(), marked=True)
+        marked = self.worker_store.seqs(query)
+        if members is not None:
+            keep = set(members)
+            marked = [s for s in marked if s in keep]
+        targets = marked or [selected]
+        what = f"the {len(targets):,} marked flows" if marked else f"flow #{selected}"
+        self.call_from_thread(self._confirm_delete, targets, what)
+
+    def _confirm_delete(self, targets: list[int], what: str) -> None:
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.view.remove(targets)
+                self.flows.sync(Change(reset=True, appended=False))
+                self._write(self.worker_store.delete, targets)
+                self._clients_dirty = True
+
+        self.push_screen(ConfirmScreen(f"Delete {what} from the store? This cannot be undone."), done)
+
+    @work(thread=True, group="write", exit_on_error=False)
+    def _write(self, method: Any, *args: Any) -> None:
+        method(*args)
+        self._clients_dirty = True
+
+    def action_clear_view(self) -> None:
+        floor = max(self.view.last_seq, self.store.max_seq())
+        self._set_spec(dataclasses.replace(self.view.spec, floor=floor))
+        self.notify(f"cleared: flows up to #{floor} are hidden (C shows them again)", timeout=3)
+
+    def action_unclear_view(self) -> None:
+        self._set_spec(dataclasses.replace(self.view.spec, floor=0))
+
+    def action_cycle_sort(self) -> None:
+        spec = self.view.spec
+        order = SORT_COLUMNS[(SORT_COLUMNS.index(spec.order) + 1) % len(SORT_COLUMNS)]
+        self._set_spec(dataclasses.replace(spec, order=order, descending=False))
+
+    def action_reverse_sort(self) -> None:
+        self._set_spec(dataclasses.replace(self.view.spec, descending=not self.view.spec.descending))
+
+    def action_rename_client(self) -> None:
+        ip = self.clients.highlighted_ip() if self.clients.has_focus_within else None
+        if ip is None:
+            ip = self.view.spec.client_ip
+        if ip is None and self.flows.selected is not None and (row := self.view.cached(self.flows.selected)):
+            ip = row["client_ip"]
+        if ip is None:
+            self.notify("select a client or a flow first", severity="warning")
+            return
+        current = self.clients.row(ip)
+
+        def done(label: str | None) -> None:
+            if label is not None:
+                self._write(self.worker_store.set_label, ip, label or None)
+
+        self.push_screen(RenameScreen(ip, current.name if current and current.labelled else ""), done)
+
+    def action_toggle_clients(self) -> None:
+        self.clients.display = not self.clients.display
+
+    def action_event_log(self) -> None:
+        self._open_event_log()
+
+    @work(thread=True, exclusive=True, group="events", exit_on_error=False)
+    def _open_event_log(self) -> None:
+        stored = self.worker_store.events(1000)
+        self.call_from_thread(self._show_event_log, stored)
+
+    def _show_event_log(self, stored: list[EventRow]) -> None:
+        last = stored[-1][0] if stored else 0.0
+        rows = list(stored) + [e for e in self.events if e[0] > last]  # live ones the writer has not stored yet
+        self._event_screen = EventLogScreen(rows)
+        self.status.warnings = 0
+
+        def closed(_: None) -> None:
+            self._event_screen = None
+
+        self.push_screen(self._event_screen, closed)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_quit(self) -> None:
+        self.exit(0)
+
+
+def run_tui(args: argparse.Namespace, config: EngineConfig) -> int:
+    """Start the proxy (errors surface before the UI takes the screen), run the UI, stop the proxy."""
+    if args.open is not None:
+        ProxycapApp(args.open, client=args.client).run()
+        return 0
+    session = CaptureSession(config, args.store or default_store(), args.log_file or default_log_file())
+    session.start()
+    try:
+        ProxycapApp(session.store_path, session, client=args.client).run()
+    finally:
+        session.stop()
+    return 0
+

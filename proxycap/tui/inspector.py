@@ -1,0 +1,176 @@
+"""The inspector: the selected flow's request, response, details and WebSocket messages, in tabs.
+
+Loading the full flow and prettifying bodies happen in a worker; the UI thread only swaps in the lines.
+Changing the body view re-renders from the flow already loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mitmproxy import http
+from rich.style import Style
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Input, Static, TabbedContent, TabPane
+
+from proxycap.store import Store
+from proxycap.tui import bodyview, flowdoc
+from proxycap.tui.flowdoc import DocOptions, FlowDoc
+from proxycap.tui.textlines import TextLines
+
+TABS = {"request": "Request", "response": "Response", "details": "Details", "websocket": "WebSocket"}
+HINT = "v view · x raw · + more · ctrl+f search · z zoom"
+
+
+class Inspector(Vertical):
+    ALLOW_MAXIMIZE = True  # "z", and how it opens on short terminals
+
+    def __init__(self, store: Store, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.store = store  # the workers' connection
+        self.seq: int | None = None
+        self.options = DocOptions()
+        self.doc: FlowDoc | None = None
+        self._flow: http.HTTPFlow | None = None
+        self._row: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="inspector-title", markup=False)
+        with TabbedContent(initial="response", id="inspector-tabs"):
+            for tab_id, title in TABS.items():
+                with TabPane(title, id=tab_id):
+                    yield TextLines(id=f"lines-{tab_id}")
+        yield Input(placeholder="search (enter: next match, esc: close)", id="inspector-search", classes="search")
+        yield Static(id="inspector-note", markup=False)
+
+    # --- which flow -----------------------------------------------------------------------------
+
+    def show_flow(self, seq: int | None, reload: bool = False) -> None:
+        """Inspect ``seq`` (``reload``: it changed, load it again)."""
+        if seq == self.seq and not reload:
+            return
+        self.seq = seq
+        if seq is None:
+            self.doc = self._flow = self._row = None
+            self._title(Text("no flow selected", Style(dim=True)))
+            for tab_id in TABS:
+                self.lines(tab_id).set_lines([])
+            return
+        if not reload:
+            self._title(Text(f"#{seq} loading…", Style(dim=True)))
+        self._load(seq, self.options, None, keep_position=reload)
+
+    def _title(self, text: Text) -> None:
+        self.query_one("#inspector-title", Static).update(text)
+
+    @work(thread=True, exclusive=True, group="inspector", exit_on_error=False)
+    def _load(
+        self,
+        seq: int,
+        options: DocOptions,
+        loaded: tuple[http.HTTPFlow | None, dict[str, Any]] | None,
+        keep_position: bool,
+    ) -> None:
+        if loaded is None:
+            row = self.store.rows([seq]).get(seq)
+            if row is None:
+                self.app.call_from_thread(self._title, Text(f"#{seq} was deleted", Style(dim=True)))
+                return
+            loaded = (self.store.load_flow(seq), row)
+        doc = flowdoc.build(*loaded, options)
+        self.app.call_from_thread(self._show, seq, doc, loaded, keep_position)
+
+    def _show(
+        self, seq: int, doc: FlowDoc, loaded: tuple[http.HTTPFlow | None, dict[str, Any]], keep_position: bool
+    ) -> None:
+        if seq != self.seq:
+            return
+        self._flow, self._row = loaded
+        self.doc = doc
+        self._title(doc.title)
+        for tab_id, lines in (("request", doc.request.lines), ("response", doc.response.lines),
+                              ("details", doc.details), ("websocket", doc.websocket or [])):
+            self.lines(tab_id).set_lines(lines, keep_position=keep_position)
+        tabs = self.query_one(TabbedContent)
+        if doc.websocket is None:
+            if tabs.active == "websocket":
+                tabs.active = "response"
+            tabs.hide_tab("websocket")
+        else:
+            tabs.show_tab("websocket")
+        self._note()
+
+    # --- tabs, views, search --------------------------------------------------------------------
+
+    def lines(self, tab_id: str | None = None) -> TextLines:
+        return self.query_one(f"#lines-{tab_id or self.active_tab}", TextLines)
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one(TabbedContent).active or "response"
+
+    def show_tab(self, tab_id: str) -> None:
+        if tab_id == "websocket" and (self.doc is None or self.doc.websocket is None):
+            return
+        self.query_one(TabbedContent).active = tab_id
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        search = self.query_one("#inspector-search", Input)
+        if search.value:
+            self.lines().search(search.value)
+        self._note()
+
+    def _note(self) -> None:
+        tab = self.active_tab
+        body = None
+        if self.doc is not None and tab in ("request", "response"):
+            body = self.doc.request if tab == "request" else self.doc.response
+        parts = [f"{tab} body: {body.description}" if body and body.description else "", HINT]
+        self.query_one("#inspector-note", Static).update(" · ".join(p for p in parts if p))
+
+    def _rerender(self, **changes: Any) -> None:
+        self.options = dataclasses.replace(self.options, **changes)
+        if self.seq is not None and self._row is not None:
+            self._load(self.seq, self.options, (self._flow, self._row), keep_position=True)
+
+    def cycle_view(self) -> None:
+        """Next body view for the tab shown (request or response)."""
+        tab = self.active_tab if self.active_tab in ("request", "response") else "response"
+        field = f"{tab}_mode"
+        current = getattr(self.options, field)
+        self._rerender(raw=False, **{field: bodyview.MODES[(bodyview.MODES.index(current) + 1) % len(bodyview.MODES)]})
+        self.app.notify(f"{tab} body view: {getattr(self.options, field)}", timeout=2)
+
+    def toggle_raw(self) -> None:
+        self._rerender(raw=not self.options.raw)
+
+    def more(self) -> None:
+        self._rerender(limit=self.options.limit + bodyview.LIMIT)
+
+    def open_search(self) -> None:
+        search = self.query_one("#inspector-search", Input)
+        search.add_class("-visible")
+        search.focus()
+
+    def next_match(self, step: int) -> None:
+        self.lines().next_match(step)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        count = self.lines().search(event.value)
+        event.input.set_class(bool(event.value) and not count, "-error")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.lines().next_match(1)
+
+    def on_key(self, event: Any) -> None:
+        if event.key == "escape" and self.query_one("#inspector-search", Input).has_focus:
+            event.stop()
+            search = self.query_one("#inspector-search", Input)
+            search.remove_class("-visible")
+            self.lines().focus()

@@ -1,0 +1,58 @@
+"""The status bar: where the proxy listens, whether the display is live, counts, rate, store, CA hint."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+CA_HINT = "HTTPS: trust the CA (proxycap ca, or http://mitm.it through the proxy)"
+SEPARATOR = Text(" │ ", Style(dim=True))
+
+
+@dataclasses.dataclass(slots=True)
+class Status:
+    store: Path
+    listen: list[tuple[str, int]] | None  # None: read-only (no proxy)
+    paused: bool = False
+    total: int = 0
+    shown: int = 0
+    rate: float = 0.0
+    warnings: int = 0
+    ca_hint: bool = True
+
+
+def render(s: Status) -> Text:
+    parts: list[Text] = []
+    if s.listen is None:
+        parts.append(Text("read-only", Style(bold=True, color="yellow")))
+    else:
+        state = Text("❚❚ paused", Style(bold=True, color="yellow")) if s.paused else Text("● rec", Style(color="red"))
+        state.append(" " + ", ".join(f"{h}:{p}" for h, p in s.listen))
+        parts.append(state)
+    parts.append(Text(f"{s.shown:,} shown / {s.total:,} flows"))
+    if s.listen is not None:
+        parts.append(Text(f"{s.rate:.1f} req/s"))
+    if s.warnings:
+        parts.append(Text(f"⚠ {s.warnings} (l: log)", Style(color="yellow")))
+    if s.ca_hint and s.listen is not None:
+        parts.append(Text(CA_HINT, Style(color="cyan")))
+    parts.append(Text(str(s.store), Style(dim=True)))
+    return Text(" ").append_text(SEPARATOR.join(parts))
+
+
+class StatusBar(Static):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, markup=False)
+        self._last: str | None = None
+
+    def show(self, status: Status) -> None:
+        text = render(status)
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+        if text.markup != self._last:
+            self._last = text.markup
+            self.update(text)

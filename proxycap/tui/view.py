@@ -1,0 +1,359 @@
+"""The flow list's model: which flows the current view shows, in what order, and their rows.
+
+A view is an array of row ids (``seq``) in ascending sort order; descending just reads it backwards, so
+flipping the direction costs nothing. Rows are fetched from the store only for the window on screen and
+kept in an LRU cache. Live updates never rescan: new flows are the store's rows past ``last_seq`` that
+match the view, and changes to known rows come from bus events. Pure logic (no Textual), so it is testable
+against a real store without a UI.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mitmproxy import http
+
+from proxycap.bus import FlowEvent
+from proxycap.filtering import compile_filter, matching_rows
+from proxycap.store import Query, Store
+
+# What a view can be sorted by: the list's columns, in the order the sort key cycles through them.
+SORT_COLUMNS: tuple[str, ...] = (
+    "seq",
+    "ts",
+    "client_ip",
+    "method",
+    "host",
+    "path",
+    "status",
+    "content_type",
+    "response_size",
+    "duration_ms",
+)
+# A filter without these characters is plain text, answered by SQL; anything else is a mitmproxy expression.
+EXPRESSION_CHARS = frozenset("~!&|(")
+
+Row = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ViewSpec:
+    """What the list shows: filters, order, and the "clear" floor (rows up to it are hidden)."""
+
+    client_ip: str | None = None
+    text: str | None = None  # URL substring (SQL)
+    expr: str | None = None  # mitmproxy filter expression (evaluated on full flows in a worker)
+    order: str = "seq"
+    descending: bool = False
+    floor: int = 0
+
+    def query(self, after_seq: int = 0) -> Query:
+        return Query(client_ip=self.client_ip, text=self.text, after_seq=max(self.floor, after_seq))
+
+    def with_filter(self, text: str) -> ViewSpec:
+        """The spec for a filter as typed; raises FilterError for a bad expression."""
+        text = text.strip()
+        if not text:
+            return dataclasses.replace(self, text=None, expr=None)
+        if EXPRESSION_CHARS.isdisjoint(text):
+            return dataclasses.replace(self, text=text, expr=None)
+        compile_filter(text)
+        return dataclasses.replace(self, text=None, expr=text)
+
+
+@dataclasses.dataclass(slots=True)
+class Batch:
+    """Rows found by a load or scan. ``reset`` replaces the view; otherwise ``seqs`` are new, ascending."""
+
+    seqs: list[int]
+    last_seq: int
+    reset: bool = False
+    undecided: set[str] = dataclasses.field(default_factory=set)
+    scanned: int = 0
+    total: int = 0
+    done: bool = True
+
+
+@dataclasses.dataclass(slots=True)
+class Change:
+    """How an update changed the view, so the list can keep its cursor and scroll position."""
+
+    added: int = 0
+    appended: bool = True  # all additions are at the end of the ascending order (the "newest" edge)
+    reset: bool = False
+
+
+def is_live(flow: http.HTTPFlow) -> bool:
+    """A flow whose final state is not known yet (a filter may match it later)."""
+    if flow.error:
+        return False
+    if flow.response is None or flow.response.timestamp_end is None:
+        return True
+    return flow.websocket is not None and flow.websocket.timestamp_end is None
+
+
+def load_sql(store: Store, spec: ViewSpec) -> Batch:
+    """A whole view that SQL can answer, sorted by SQL."""
+    hi = store.max_seq()
+    seqs = store.seqs(spec.query(), spec.order)
+    return Batch(seqs, max(hi, max(seqs, default=0)), reset=True)
+
+
+def discover_sql(store: Store, spec: ViewSpec, last_seq: int) -> Batch | None:
+    """New rows of an SQL view since ``last_seq``: an indexed range query, cheap enough for every tick."""
+    hi = store.max_seq()
+    if hi <= last_seq:
+        return None
+    seqs = store.seqs(spec.query(last_seq))
+    return Batch(seqs, max([hi, *seqs[-1:]]))
+
+
+def scan_expr(
+    store: Store,
+    spec: ViewSpec,
+    after_seq: int,
+    recheck: Iterable[str],
+    report: Callable[[Batch], None],
+    cancelled: Callable[[], bool],
+    reset: bool,
+    interval: float = 0.25,
+) -> None:
+    """Evaluate the view's expression over stored flows after ``after_seq`` (and re-check ``recheck`` ids).
+
+    Calls ``report`` every ``interval`` seconds and at the end, so the list fills in while a long scan runs.
+    Live flows that do not match yet are reported as ``undecided``: they are checked again once they finish.
+    """
+    assert spec.expr is not None
+    flt = compile_filter(spec.expr)
+    query = spec.query(after_seq)
+    hi = store.max_seq()
+    recheck = list(recheck)
+    batch = Batch([], max(hi, after_seq), reset=reset, total=store.count(query) + len(recheck), done=False)
+    deadline = time.monotonic() + interval
+    matched: list[int] = []
+
+    def flush(done: bool = False) -> None:
+        nonlocal batch, deadline
+        batch.done = done
+        report(batch)
+        batch = Batch([], batch.last_seq, scanned=batch.scanned, total=batch.total, done=False)
+        deadline = time.monotonic() + interval
+
+    def evaluate(flow: http.HTTPFlow) -> bool:
+        batch.scanned += 1
+        if flt(flow):
+            return True
+        if is_live(flow):
+            batch.undecided.add(flow.id)
+        if time.monotonic() > deadline:
+            flush()
+        return False
+
+    for flow_id in recheck:
+        seq = store.seq_of(flow_id)
+        flow = store.load_flow(seq) if seq is not None and seq > spec.floor else None
+        if flow is not None and evaluate(flow):
+            batch.seqs.append(seq)
+            matched.append(seq)
+    batch.seqs.sort()
+    for row in matching_rows(store, query, evaluate, cancelled=cancelled):
+        batch.seqs.append(row["seq"])
+        matched.append(row["seq"])
+        batch.last_seq = max(batch.last_seq, row["seq"])
+        if time.monotonic() > deadline:
+            flush()
+    if cancelled():
+        return
+    if reset and spec.order != "seq":
+        members = set(matched)
+        batch.seqs, batch.reset = [s for s in store.seqs(query, spec.order) if s in members], True
+    flush(done=True)
+
+
+def resort(store: Store, spec: ViewSpec, members: Iterable[int]) -> list[int]:
+    """``members`` in the view's order (SQL sorts; the membership test keeps expression results)."""
+    keep = set(members)
+    return [s for s in store.seqs(spec.query(), spec.order) if s in keep]
+
+
+class FlowView:
+    """The current view's row ids, its row cache, and the bookkeeping that keeps both live."""
+
+    def __init__(self, store: Store, cache_size: int = 5000, pending_size: int = 20_000) -> None:
+        self.store = store
+        self.spec = ViewSpec()
+        self.generation = 0  # bumped on every spec change; results of older workers are dropped
+        self.loading = True  # the current generation's first load has not arrived yet
+        self.last_seq = 0  # every row up to here has been considered for this view
+        self.unsorted = False  # rows were appended out of order (non-seq sort) and need a resort
+        self.frozen = False  # display paused: updates wait in ``pending``
+        self.undecided: set[str] = set()  # live flows an expression did not match yet
+        self.recheck: set[str] = set()  # ... and that have finished since: scan them again
+        self._seqs: list[int] = []
+        self._cache: collections.OrderedDict[int, Row] = collections.OrderedDict()
+        self._ids: dict[str, int] = {}
+        self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._cache_size = cache_size
+        self._pending_size = pending_size
+
+    # --- the index ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._seqs)
+
+    def seq_at(self, index: int) -> int:
+        return self._seqs[-1 - index] if self.spec.descending else self._seqs[index]
+
+    def index_of(self, seq: int) -> int | None:
+        """Display index of a row id (binary search in seq order, a scan otherwise)."""
+        if self.spec.order == "seq":
+            i = bisect.bisect_left(self._seqs, seq)
+            found = i < len(self._seqs) and self._seqs[i] == seq
+        else:
+            try:
+                i, found = self._seqs.index(seq), True
+            except ValueError:
+                found = False
+        if not found:
+            return None
+        return len(self._seqs) - 1 - i if self.spec.descending else i
+
+    def snapshot(self) -> list[int]:
+        """The ids in ascending order, for workers (a copy: the view keeps changing)."""
+        return list(self._seqs)
+
+    def begin(self, spec: ViewSpec, force: bool = False) -> bool:
+        """Switch to ``spec``; returns True if the rows must be loaded again (not for a direction flip)."""
+        same_rows = dataclasses.replace(spec, descending=self.spec.descending) == self.spec
+        self.spec = spec
+        if same_rows and not self.loading and not force:
+            return False
+        self.generation += 1
+        self.loading = True
+        self.unsorted = False
+        self.undecided.clear()
+        self.recheck.clear()
+        return True
+
+    def apply(self, batch: Batch) -> Change:
+        """Take a load or scan result for the current generation."""
+        self.undecided |= batch.undecided
+        if batch.done:
+            self.loading = False
+        if batch.reset:
+            self.last_seq = batch.last_seq
+            self._seqs = list(batch.seqs)
+            self.unsorted = False
+            return Change(len(batch.seqs), appended=False, reset=True)
+        self.last_seq = max(self.last_seq, batch.last_seq)
+        return self._insert(batch.seqs)
+
+    def _insert(self, new: list[int]) -> Change:
+        if not new:
+            return Change()
+        seqs = self._seqs
+        if self.spec.order != "seq":
+            seqs.extend(new)
+            self.unsorted = True
+            return Change(len(new))
+        appended = True
+        for s in new:
+            if not seqs or s > seqs[-1]:
+                seqs.append(s)
+            else:
+                bisect.insort(seqs, s)
+                appended = False
+        return Change(len(new), appended=appended)
+
+    def apply_resort(self, ordered: list[int]) -> Change:
+        """Take a resort result; rows added or removed meanwhile are kept or dropped."""
+        current = set(self._seqs)
+        ordered = [s for s in ordered if s in current]
+        placed = set(ordered)
+        extra = [s for s in self._seqs if s not in placed]
+        self._seqs = ordered + extra
+        self.unsorted = bool(extra)
+        return Change(0, appended=False, reset=True)
+
+    def remove(self, seqs: Iterable[int]) -> None:
+        gone = set(seqs)
+        self._seqs = [s for s in self._seqs if s not in gone]
+        for s in gone:
+            row = self._cache.pop(s, None)
+            if row is not None:
+                self._ids.pop(row["id"], None)
+
+    # --- rows -----------------------------------------------------------------------------------
+
+    def row(self, index: int) -> Row | None:
+        """The row at a display index, fetching the window around it from the store on a miss."""
+        seq = self.seq_at(index)
+        row = self._cache.get(seq)
+        if row is None:
+            self.fetch(index - 64, index + 128)
+            row = self._cache.get(seq)
+        else:
+            self._cache.move_to_end(seq)
+        return row
+
+    def cached(self, seq: int) -> Row | None:
+        return self._cache.get(seq)
+
+    def fetch(self, start: int, end: int) -> None:
+        """Load the uncached rows of a display range in one query."""
+        start, end = max(0, start), min(len(self._seqs), end)
+        missing = [s for s in (self.seq_at(i) for i in range(start, end)) if s not in self._cache]
+        if not missing:
+            return
+        for seq, row in self.store.rows(missing).items():
+            if (newer := self._pending.pop(row["id"], None)) is not None:
+                row.update(newer)
+            self._cache[seq] = row
+            self._ids[row["id"]] = seq
+        while len(self._cache) > self._cache_size:
+            _, old = self._cache.popitem(last=False)
+            self._ids.pop(old["id"], None)
+
+    def apply_events(self, events: Iterable[FlowEvent]) -> set[int]:
+        """Fold flow events into cached rows; returns the row ids that changed (to repaint)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for ev in events:
+            latest[ev.flow_id] = ev.summary
+        changed: set[int] = set()
+        for flow_id, summary in latest.items():
+            seq = None if self.frozen else self._ids.get(flow_id)
+            if seq is not None:
+                self._cache[seq].update(summary)
+                changed.add(seq)
+            else:
+                # Not on screen (or paused): remember it, so a fetch racing the store writer stays current.
+                self._pending[flow_id] = summary
+                self._pending.move_to_end(flow_id)
+                if len(self._pending) > self._pending_size:
+                    self._pending.popitem(last=False)
+            if flow_id in self.undecided and summary.get("state") != "live":
+                self.undecided.discard(flow_id)
+                self.recheck.add(flow_id)
+        return changed
+
+    def thaw(self) -> None:
+        """Resume after a pause: apply what waited for rows that are cached."""
+        self.frozen = False
+        for flow_id in [f for f in self._pending if f in self._ids]:
+            self._cache[self._ids[flow_id]].update(self._pending.pop(flow_id))
+
+    def set_marked(self, seqs: Iterable[int], marked: bool) -> None:
+        for s in seqs:
+            if (row := self._cache.get(s)) is not None:
+                row["marked"] = int(marked)
+
+    def invalidate(self) -> None:
+        """Forget every cached row (after missing events): they are fetched again when shown."""
+        self._cache.clear()
+        self._ids.clear()
+        self._pending.clear()

@@ -1,0 +1,227 @@
+"""The TUI against a real proxy: real clients → real proxycap → real origins, driven with Textual's pilot."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Proxy
+from origins import JSON_BYTES, OriginServer
+from textual.pilot import Pilot
+
+from proxycap.cli import main
+from proxycap.tui.app import ProxycapApp
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def until(pilot: Pilot, condition: Callable[[], object], timeout: float = 10, what: str = "") -> None:
+    """Let the app run until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.05)
+
+
+async def fetch(client: httpx.Client, *urls: str) -> None:
+    """Requests from a thread, so the app's loop keeps running meanwhile."""
+
+    def run() -> None:
+        for url in urls:
+            client.get(url)
+
+    await asyncio.to_thread(run)
+
+
+def listed(app: ProxycapApp) -> list[dict]:
+    view = app.view
+    return [view.row(i) for i in range(len(view))]
+
+
+async def test_flows_appear_and_clients_are_counted_and_selectable(proxy: Proxy, origin: OriginServer) -> None:
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        with proxy.client("127.0.0.2") as a, proxy.client("127.0.0.3") as b:
+            await fetch(a, *(f"{origin.url}/json?n={i}" for i in range(3)))
+            await fetch(b, f"{origin.url}/html", f"{origin.url}/status/404")
+        await until(pilot, lambda: len(app.view) == 5, what="5 flows listed")
+        counts = lambda: {r.ip: r.flows for r in app.clients.rows}  # noqa: E731
+        await until(pilot, lambda: counts() == {"127.0.0.2": 3, "127.0.0.3": 2}, what="client counts")
+        assert app.status.total == 5
+
+        app.clients.options.focus()
+        await pilot.press("down", "enter")  # the first client below "All clients"
+        await until(pilot, lambda: app.view.spec.client_ip == "127.0.0.2" and not app.view.loading)
+        assert [r["client_ip"] for r in listed(app)] == ["127.0.0.2"] * 3
+
+        await pilot.press("home", "enter")  # back to all clients
+        await until(pilot, lambda: app.view.spec.client_ip is None and len(app.view) == 5)
+
+
+async def test_started_focused_on_a_client(proxy: Proxy, origin: OriginServer) -> None:
+    app = ProxycapApp(proxy.store_path, proxy.session, client="127.0.0.3")
+    async with app.run_test(size=(120, 36)) as pilot:
+        with proxy.client("127.0.0.2") as a, proxy.client("127.0.0.3") as b:
+            await fetch(a, f"{origin.url}/json")
+            await fetch(b, f"{origin.url}/xml")
+        await until(pilot, lambda: app.status.total == 2, what="both flows stored")
+        await until(pilot, lambda: len(app.view) == 1)
+        assert listed(app)[0]["client_ip"] == "127.0.0.3"
+        assert app.clients.active == "127.0.0.3"
+
+
+async def test_filter_expressions_text_and_errors(proxy: Proxy, origin: OriginServer) -> None:
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        with proxy.client() as c:
+            await fetch(c, f"{origin.url}/json", f"{origin.url}/html", f"{origin.url}/status/404",
+                        f"{origin.url}/status/500")
+        await until(pilot, lambda: len(app.view) == 4 and all(r["state"] != "live" for r in listed(app)))
+
+        await pilot.press("slash", *"~c 404")
+        await until(pilot, lambda: app.view.spec.expr == "~c 404" and not app.view.loading)
+        assert [r["path"] for r in listed(app)] == ["/status/404"]
+
+        await pilot.press(*" & (")  # incomplete: an error, and the list stays as it was
+        await until(pilot, lambda: app.filter_bar.query_one("#filter-status").has_class("-error"))
+        assert "invalid filter expression" in str(app.filter_bar.query_one("#filter-status").render())
+        assert app.view.spec.expr == "~c 404"
+        assert [r["path"] for r in listed(app)] == ["/status/404"]
+
+        await pilot.press(*"~c 500 | ~c 404)", "enter")
+        await until(pilot, lambda: app.view.spec.expr == "~c 404 & (~c 500 | ~c 404)" and not app.view.loading)
+        assert [r["path"] for r in listed(app)] == ["/status/404"]
+        assert app.flows.has_focus
+
+        await pilot.press("slash", "ctrl+u", *"htm")  # plain text: a URL substring, answered by SQL
+        await until(pilot, lambda: app.view.spec.text == "htm" and not app.view.loading)
+        assert [r["path"] for r in listed(app)] == ["/html"]
+
+        await pilot.press("ctrl+u", "up")  # history brings back the last applied expression
+        assert app.filter_bar.value == "~c 404 & (~c 500 | ~c 404)"
+
+
+async def test_expression_view_takes_new_flows_live(proxy: Proxy, origin: OriginServer) -> None:
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("slash", *"~c 404", "enter")
+        await until(pilot, lambda: app.view.spec.expr == "~c 404" and not app.view.loading)
+        with proxy.client() as c:
+            await fetch(c, f"{origin.url}/json", f"{origin.url}/status/404", f"{origin.url}/html",
+                        f"{origin.url}/status/404")
+        await until(pilot, lambda: len(app.view) == 2, what="both 404s")
+        await until(pilot, lambda: app.status.total == 4)
+        assert [r["status"] for r in listed(app)] == [404, 404]
+
+
+async def test_inspector_shows_pretty_json(proxy: Proxy, origin: OriginServer) -> None:
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        with proxy.client() as c:
+            await fetch(c, f"{origin.url}/json")
+        await until(pilot, lambda: len(app.view) == 1 and listed(app)[0]["state"] == "done")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.inspector.doc is not None, what="inspector loaded")
+        lines = app.inspector.lines("response").plain_lines()
+        rule = f"── body: JSON, {len(JSON_BYTES)}B ──"
+        assert rule in lines
+        body = lines[lines.index(rule) + 1 :]
+        assert body[:3] == ["{", '  "hello": "world",', '  "items": [']
+        await pilot.press("1")
+        assert app.inspector.active_tab == "request"
+        assert app.inspector.lines("request").plain_lines()[0].startswith("GET /json HTTP/1.1")
+        await pilot.press("escape")
+        assert not app.inspecting
+
+
+async def test_follow_and_new_flow_count(proxy: Proxy, origin: OriginServer) -> None:
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        flows = app.flows
+        with proxy.client() as c:
+            await fetch(c, *(f"{origin.url}/json?i={i}" for i in range(40)))
+            await until(pilot, lambda: len(app.view) == 40)
+            assert flows.at_newest_edge() and flows.new_count == 0
+            assert flows.cursor == 39  # the cursor rides along at the newest flow
+
+            await pilot.press("g")  # scrolled up: no more jumping, new flows are counted instead
+            await fetch(c, *(f"{origin.url}/json?j={i}" for i in range(5)))
+            await until(pilot, lambda: len(app.view) == 45)
+            assert flows.scroll_y == 0 and flows.cursor == 0
+            assert flows.new_count == 5
+            assert "5 new" in flows.render_line(0).text
+
+            await pilot.press("G")  # back at the bottom: following again
+            assert flows.new_count == 0 and flows.at_newest_edge() and flows.cursor == 44
+            await fetch(c, f"{origin.url}/json?k=1")
+            await until(pilot, lambda: len(app.view) == 46)
+            assert flows.at_newest_edge() and flows.cursor == 45
+
+
+async def test_mark_clear_and_delete(proxy: Proxy, origin: OriginServer) -> None:
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        with proxy.client() as c:
+            await fetch(c, *(f"{origin.url}/status/{s}" for s in (200, 201, 202)))
+        await until(pilot, lambda: len(app.view) == 3)
+        await pilot.press("g", "m", "m")  # mark the first two
+        assert [r["marked"] for r in listed(app)] == [1, 1, 0]
+        await pilot.press("d")
+        await until(pilot, lambda: len(app.screen_stack) > 1, what="confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: len(app.view) == 1)
+        await until(pilot, lambda: app.worker_store.count() == 1, what="deleted from the store")
+        await pilot.press("c")  # clear: hidden from the view, still in the store
+        await until(pilot, lambda: len(app.view) == 0 and not app.view.loading)
+        assert app.worker_store.count() == 1
+        with proxy.client() as c:
+            await fetch(c, f"{origin.url}/status/203")
+        await until(pilot, lambda: len(app.view) == 1)
+        assert listed(app)[0]["status"] == 203
+
+
+def test_startup_errors_print_one_line_before_the_ui(
+    proxy: Proxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["tui", "-p", str(proxy.port), "--store", str(tmp_path / "other.db"), "--confdir", str(proxy.confdir),
+            "--log-file", str(tmp_path / "log")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("proxycap: error: cannot listen") and "\n" not in err
+    assert main(["tui", "--open", str(tmp_path / "missing.db")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+async def test_thousands_of_flows_while_the_ui_runs(proxy: Proxy, origin: OriginServer) -> None:
+    ips, clients, per_client = ("127.0.0.2", "127.0.0.3"), 8, 375  # 3000 flows over keep-alive connections
+    total = clients * per_client
+
+    def blast() -> None:
+        def run(k: int) -> None:
+            with proxy.client(ips[k % 2]) as c:
+                for i in range(per_client):
+                    assert c.get(f"{origin.url}/status/200?k={k}&i={i}").status_code == 200
+
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            list(pool.map(run, range(clients)))
+
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        started = time.monotonic()
+        await asyncio.to_thread(blast)
+        await until(pilot, lambda: len(app.view) == total, timeout=30, what=f"{total} flows listed")
+        rows = proxy.wait_flows(total)
+        assert len(rows) == total and len({r["id"] for r in rows}) == total
+        per_ip = dict.fromkeys(ips, total // 2)
+        await until(pilot, lambda: {r.ip: r.flows for r in app.clients.rows} == per_ip, what="client counts")
+        await until(pilot, lambda: app.status.total == total)
+        assert app.flows.at_newest_edge() and app.flows.cursor == total - 1
+        assert sorted(app.view.snapshot()) == sorted(r["seq"] for r in rows)
+        print(f"{total} flows through the proxy and into the list in {time.monotonic() - started:.1f}s")

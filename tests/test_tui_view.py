@@ -1,0 +1,180 @@
+"""The TUI's pure logic against a real store: the view model, body rendering, client names, wrapping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mitmproxy.test import tflow
+from origins import PNG_BYTES
+from tui_data import CURL, FIREFOX, PHONE, _flow, build_store, flows
+
+from proxycap.bus import FlowEvent
+from proxycap.filtering import FilterError
+from proxycap.store import Store
+from proxycap.summary import summarize
+from proxycap.tui.bodyview import render_body, render_raw
+from proxycap.tui.clients import ua_label
+from proxycap.tui.flow_list import COLUMNS, layout
+from proxycap.tui.textlines import wrap_offsets
+from proxycap.tui.view import Batch, FlowView, ViewSpec, discover_sql, load_sql, resort, scan_expr
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(build_store(tmp_path / "capture.db"))
+    yield s
+    s.close()
+
+
+def loaded(store: Store, spec: ViewSpec) -> FlowView:
+    view = FlowView(store)
+    view.begin(spec)
+    view.apply(load_sql(store, spec))
+    return view
+
+
+def scanned(store: Store, spec: ViewSpec, after: int = 0, recheck: tuple[str, ...] = ()) -> list[Batch]:
+    batches: list[Batch] = []
+    scan_expr(store, spec, after, recheck, batches.append, lambda: False, reset=after == 0)
+    return batches
+
+
+def paths(view: FlowView) -> list[str]:
+    return [view.row(i)["path"] for i in range(len(view))]
+
+
+def test_filter_text_is_sql_and_expressions_are_checked() -> None:
+    assert ViewSpec().with_filter(" example ").text == "example"
+    assert ViewSpec().with_filter("~c 404 | ~d api").expr == "~c 404 | ~d api"
+    assert ViewSpec(text="x").with_filter("") == ViewSpec()
+    with pytest.raises(FilterError):
+        ViewSpec().with_filter("~c 404 & (")
+
+
+def test_sql_view_order_direction_and_client(store: Store) -> None:
+    view = loaded(store, ViewSpec(client_ip="127.0.0.2"))
+    assert paths(view) == ["/v1/users/42", "/v1/login", "/v1/users/7", "/v1/report", "/v1/stream"]
+    assert not view.begin(ViewSpec(client_ip="127.0.0.2", descending=True))  # a flip needs no reload
+    assert paths(view)[0] == "/v1/stream"
+    spec = ViewSpec(order="status", descending=True)
+    view = loaded(store, spec)
+    assert [view.row(i)["status"] for i in range(3)] == [503, 401, 304]
+    assert view.index_of(view.seq_at(2)) == 2
+
+
+def test_new_rows_are_discovered_past_last_seq(store: Store) -> None:
+    view = loaded(store, ViewSpec(text="/v1/"))
+    before = len(view)
+    f = _flow(50, "127.0.0.2", CURL, "GET", "https://api.example.com/v1/new", 200, "text/plain", b"x", b"")
+    other = _flow(51, "127.0.0.2", CURL, "GET", "https://api.example.com/other", 200, "text/plain", b"x", b"")
+    store.write([(summarize(f), None), (summarize(other), None)])
+    change = view.apply(discover_sql(store, view.spec, view.last_seq))
+    assert change.added == 1 and change.appended and len(view) == before + 1
+    assert discover_sql(store, view.spec, view.last_seq) is None  # nothing new: no query beyond max(seq)
+
+
+def test_events_update_cached_rows_and_wait_for_uncached_ones(store: Store) -> None:
+    view = loaded(store, ViewSpec())
+    first = view.row(0)
+    last_row = store.rows([view.seq_at(len(view) - 1)])[view.seq_at(len(view) - 1)]
+    seq = first["seq"]
+    changed = view.apply_events([FlowEvent("response", first["id"], {**summarize(flows()[0]), "status": 418})])
+    assert changed == {seq} and view.row(0)["status"] == 418
+    view.invalidate()
+    view.apply_events([FlowEvent("response", last_row["id"], {**last_row, "status": 299})])
+    assert view.row(len(view) - 1)["status"] == 299  # a fetch that raced the writer still shows the event
+
+
+def test_expression_scan_and_live_flows_rechecked(store: Store) -> None:
+    spec = ViewSpec(expr="~c 200 & ~d api")
+    batches = scanned(store, spec)
+    assert batches[-1].done and batches[0].reset
+    assert [store.rows([s])[s]["path"] for s in batches[-1].seqs] == ["/v1/users/42", "/v1/report"]
+    live_id = next(f.id for f in flows() if f.request.path == "/v1/stream")
+    assert live_id in batches[-1].undecided  # it may still match once its response arrives
+
+    done = _flow(11, "127.0.0.2", CURL, "GET", "https://api.example.com/v1/stream", 200, "text/plain", b"", b"")
+    done.id = live_id
+    store.write([(summarize(done), done.get_state())])
+    view = FlowView(store)
+    view.begin(spec)
+    for b in batches:
+        view.apply(b)
+    view.apply_events([FlowEvent("response", live_id, summarize(done))])
+    assert view.recheck == {live_id}
+    for b in scanned(store, spec, view.last_seq, tuple(view.recheck)):
+        view.apply(b)
+    assert paths(view) == ["/v1/users/42", "/v1/report", "/v1/stream"]
+
+
+def test_resort_keeps_expression_members(store: Store) -> None:
+    spec = ViewSpec(expr="~d example.org", order="path")
+    [*_, batch] = scanned(store, spec)
+    assert batch.reset  # a non-# order is sorted in SQL at the end of the load
+    members = batch.seqs
+    assert [store.rows([s])[s]["path"] for s in resort(store, spec, members)] == [
+        "/",
+        "/logo.png",
+        "/search?q=proxy+debugging&page=2",
+    ]
+
+
+def test_layout_drops_columns_to_fit() -> None:
+    wide = [c.title for c, _ in layout(COLUMNS, 200, 3)]
+    narrow = layout(COLUMNS, 78, 3)
+    assert "Type" in wide and "Client" in wide
+    assert [c.title for c, _ in narrow] == ["#", "Method", "Host", "Path", "Status", "Size", "Dur"]
+    assert sum(w for _, w in narrow) + len(narrow) == 78
+
+
+@pytest.mark.parametrize(
+    ("ua", "label"),
+    [
+        (CURL, "curl 8.5"),
+        (FIREFOX, "Firefox 128 on Linux"),
+        (PHONE, "Safari 17 on iOS"),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 "
+         "Safari/537.36 Edg/126.0.2592.87", "Edge 126 on Windows"),
+        ("python-httpx/0.27.2", "python-httpx 0.27"),
+        ("okhttp/4.12.0", "okhttp 4.12"),
+        (None, None),
+    ],
+)
+def test_user_agent_labels(ua: str | None, label: str | None) -> None:
+    assert ua_label(ua) == label
+
+
+def test_bodies() -> None:
+    f = tflow.tflow(resp=True)
+    f.response.headers["content-type"] = "application/json"
+    f.response.content = json.dumps({"a": [1, 2]}).encode()
+    f.response.encode("gzip")
+    body = render_body(f.response, f)
+    assert [t.plain for t in body.lines] == ["{", '  "a": [', "    1,", "    2", "  ]", "}"]
+    assert body.description.startswith("JSON, 13B, decoded gzip")
+    raw = [t.plain for t in render_raw(f.response).lines]
+    assert raw[raw.index("") + 1].startswith("00000000  1f 8b")  # raw: the gzip bytes
+    assert render_body(f.response, f, limit=5).truncated
+
+    f.response.headers["content-encoding"] = "identity"
+    f.response.headers["content-type"] = "image/png"
+    f.response.content = PNG_BYTES
+    assert "3 x 2 px" in " ".join(t.plain for t in render_body(f.response, f).lines)
+    f.response.content = bytes(range(20))
+    f.response.headers["content-type"] = "application/octet-stream"
+    assert render_body(f.response, f).lines[0].plain.startswith("00000000  00 01 02")
+
+    f.response.raw_content = None
+    summary = {"streamed": "response", "response_size": 1234}
+    assert render_body(f.response, f, summary=summary).lines[0].plain == (
+        "response body not captured (streamed, 1234 bytes)"
+    )
+
+
+def test_wrapping_prefers_spaces() -> None:
+    assert wrap_offsets("aaaa bbbb cccc", 10) == [0, 10]
+    assert wrap_offsets("x" * 25, 10) == [0, 10, 20]
+    assert wrap_offsets("", 10) == [0]
+    assert wrap_offsets("日本語のテキスト", 6) == [0, 3, 6]
