@@ -96,6 +96,14 @@ class Recorder:
     def http_connect(self, f: http.HTTPFlow) -> None:
         self._connects[f.client_conn.id] = f
 
+    def http_connect_error(self, f: http.HTTPFlow) -> None:
+        """A tunnel that never opened (upstream unreachable): Fiddler shows these, mitmproxy's hooks skip them."""
+        self._connects.pop(f.client_conn.id, None)
+        if not f.error:
+            detail = f"{f.response.status_code} {f.response.reason}" if f.response else "no response"
+            f.error = flow.Error(f"CONNECT to {f.request.host}:{f.request.port} failed: {detail}")
+        self._publish("error", f)
+
     # --- WebSocket ------------------------------------------------------------------------------
 
     def websocket_start(self, f: http.HTTPFlow) -> None:

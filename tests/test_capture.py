@@ -255,7 +255,8 @@ def test_client_that_does_not_trust_the_ca_is_recorded(proxy: Proxy, tls_origin:
     assert row["method"] == "CONNECT" and "TLS handshake" in row["error"]
     assert "proxycap ca" in row["error"]
     events = _eventually(lambda: _store(proxy).events())
-    assert any("does not trust" in e[2] or "TLS handshake" in e[2] for e in events)
+    [event] = [e for e in events if "TLS handshake" in e[2]]  # once, with the hint, not twice
+    assert "does not trust" in event[2] and "proxycap ca" in event[2] and event[3] == "127.0.0.1"
 
 
 def test_client_disconnecting_mid_body(proxy: Proxy, origin: OriginServer) -> None:
@@ -302,3 +303,20 @@ def test_curl_from_another_device(proxy: Proxy, tls_origin: OriginServer, pki: T
     assert json.loads(body) == JSON_DOC and version == "2"
     [row] = proxy.wait_flows(1)
     assert (row["client_ip"], row["http_version"], row["user_agent"]) == ("127.0.0.3", "HTTP/2.0", "curl-test/1.0")
+
+
+def test_row_numbers_have_no_gaps(proxy: Proxy, origin: OriginServer) -> None:
+    """Request and response written in different batches still make one row, numbered consecutively."""
+    with proxy.client() as c:
+        for _ in range(3):
+            c.get(f"{origin.url}/slow?ms=150")
+    assert [r["seq"] for r in proxy.wait_flows(3)] == [1, 2, 3]
+
+
+def test_failed_tunnel_is_recorded(proxy: Proxy) -> None:
+    port = refused_port()
+    with proxy.client() as c, pytest.raises(httpx.ProxyError):
+        c.get(f"https://localhost:{port}/")
+    [row] = proxy.wait_flows(1)
+    assert (row["method"], row["host"], row["port"], row["state"]) == ("CONNECT", "localhost", port, "error")
+    assert row["error"]
