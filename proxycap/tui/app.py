@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
@@ -53,7 +53,7 @@ CLIENTS_INTERVAL = 1.0
 RESORT_INTERVAL = 1.0  # at most this often while new flows arrive in a non-# sort
 INSPECT_DELAY = 0.3  # after a change to the inspected flow, let the store writer catch up before reloading
 RATE_WINDOW = 5.0
-NARROW = 100  # below this many columns the clients panel starts hidden
+NARROW = 100  # below this many columns the clients panel hides (until toggled by hand)
 SHORT = 30  # below this many rows the inspector opens full screen
 BUS_LIMIT = 50_000
 INSPECTOR_ACTIONS = {"zoom_inspector", "show_tab", "body_view", "toggle_raw", "more_body", "search_body",
@@ -82,6 +82,7 @@ class ProxycapApp(App[int]):
         self.worker_store = Store(self.store_path, readonly=self.readonly)  # workers: scans, bodies, writes
         self.sub = session.bus.subscribe("tui", limit=BUS_LIMIT) if session else None
         self.view = FlowView(self.store)
+        self._clients_toggled = False  # once the user toggles the clients panel, resizing no longer decides
         self.view.spec = ViewSpec(client_ip=client)
         self.resolver = ReverseDNS()
         self.status = Status(self.store_path, session.engine.listen_addrs if session else None)
@@ -464,7 +465,13 @@ class ProxycapApp(App[int]):
         self.push_screen(RenameScreen(ip, current.name if current and current.labelled else ""), done)
 
     def action_toggle_clients(self) -> None:
+        self._clients_toggled = True
         self.clients.display = not self.clients.display
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Collapse the clients panel when the terminal gets narrow (and bring it back), until the user decides."""
+        if not self._clients_toggled:
+            self.clients.display = event.size.width >= NARROW
 
     def action_event_log(self) -> None:
         self._open_event_log()
