@@ -30,20 +30,9 @@ from origins import (
 from websockets.sync.client import connect
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
-    return TestPKI(tmp_path_factory.mktemp("pki"))
-
-
 @pytest.fixture(scope="module", params=["http", "https"])
 def origin(request: pytest.FixtureRequest, pki: TestPKI) -> Iterator[OriginServer]:
     with OriginServer(pki if request.param == "https" else None) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def tls_origin(pki: TestPKI) -> Iterator[OriginServer]:
-    with OriginServer(pki) as server:
         yield server
 
 
