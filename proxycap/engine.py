@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import exceptions, options
+from mitmproxy import ctx, exceptions, options
 from mitmproxy.addons import default_addons
 from mitmproxy.master import Master
 
@@ -54,8 +54,6 @@ class _Ready:
         self.engine = engine
 
     def running(self) -> None:
-        from mitmproxy import ctx
-
         ps = ctx.master.addons.get("proxyserver")
         failed = [s for s in ps.servers if not s.is_running or s.last_exception]
         if failed:
