@@ -14,6 +14,7 @@ from typing import Any
 from mitmproxy import connection, ctx, flow, http, tls
 
 from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent
+from proxycap.flowstate import ConnectionStates, snapshot
 from proxycap.summary import META_STREAMED, peer, summarize
 
 # Snapshot a long-lived WebSocket's full state at most this often; messages in between only bump counters.
@@ -41,6 +42,7 @@ class Recorder:
         self._writer: Any = None  # StoreWriter when standalone
         self._connects: dict[str, http.HTTPFlow] = {}  # client id → its CONNECT flow, to record TLS failures
         self._ws_snapshot: dict[str, float] = {}
+        self._conns = ConnectionStates()
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -68,7 +70,7 @@ class Recorder:
     # --- publishing -----------------------------------------------------------------------------
 
     def _publish(self, kind: Any, f: http.HTTPFlow, with_state: bool = True) -> None:
-        self.bus.publish(FlowEvent(kind, f.id, summarize(f), f.get_state() if with_state else None))
+        self.bus.publish(FlowEvent(kind, f.id, summarize(f), snapshot(f, self._conns) if with_state else None))
 
     # --- HTTP -----------------------------------------------------------------------------------
 
@@ -129,8 +131,12 @@ class Recorder:
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._connects.pop(client.id, None)
+        self._conns.forget(client)
         ip, port = peer(client.peername)
         self.bus.publish(ClientEvent(time.time(), ip, port, connected=False))
+
+    def server_disconnected(self, server: connection.Server) -> None:
+        self._conns.forget(server)
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
         """Record the failed tunnel as a flow with an error, so the user sees which device lacks the CA."""

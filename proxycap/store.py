@@ -21,9 +21,11 @@ import zstandard
 from mitmproxy import http
 from mitmproxy.io import compat, tnetstring
 
+from proxycap import flowstate
 from proxycap.summary import FIELDS
 
 SCHEMA_VERSION = 1
+CONNECTIONS_REMEMBERED = 10_000  # connection versions the writer remembers having written
 
 # Summary columns stored as-is; `seq` (the row's order, shown as "#") and `marked` are the store's own.
 _COLUMN_TYPES = {
@@ -52,7 +54,8 @@ CREATE TABLE flows (
 CREATE INDEX flows_client ON flows (client_ip, seq);
 CREATE INDEX flows_host ON flows (host, seq);
 CREATE INDEX flows_status ON flows (status, seq);
-CREATE TABLE flow_data (seq INTEGER PRIMARY KEY, flow BLOB NOT NULL);
+CREATE TABLE flow_data (seq INTEGER PRIMARY KEY, flow BLOB NOT NULL, client_conn TEXT, server_conn TEXT);
+CREATE TABLE connections (id TEXT PRIMARY KEY, state BLOB NOT NULL);
 CREATE TABLE clients (
     ip TEXT PRIMARY KEY,
     label TEXT,
@@ -132,9 +135,8 @@ def encode_state(state: dict[str, Any], compressor: zstandard.ZstdCompressor) ->
     return compressor.compress(tnetstring.dumps(state))
 
 
-def decode_flow(blob: bytes) -> http.HTTPFlow:
-    state = tnetstring.loads(zstandard.ZstdDecompressor().decompress(blob))
-    return http.HTTPFlow.from_state(compat.migrate_flow(state))
+def decode_state(blob: bytes) -> dict[str, Any]:
+    return tnetstring.loads(zstandard.ZstdDecompressor().decompress(blob))
 
 
 class Store:
@@ -145,6 +147,7 @@ class Store:
         self.readonly = readonly
         self._lock = threading.RLock()
         self._compressor = zstandard.ZstdCompressor(level=3)
+        self._conn_written: dict[str, dict[str, Any]] = {}  # connection id → the state last written
         self._db = self._connect()
 
     # --- opening --------------------------------------------------------------------------------
@@ -237,11 +240,13 @@ class Store:
                 row = db.execute(_UPDATE, [*(summary.get(c) for c in _UPDATE_COLUMNS), summary["id"]]).fetchone()
                 if row is None:
                     row = db.execute(_INSERT, [summary.get(c) for c in COLUMNS]).fetchone()
-                seq = row[0]
                 if state is not None:
+                    rest, client, server = flowstate.split(state)
+                    self._write_connection(db, client)
+                    self._write_connection(db, server)
                     db.execute(
-                        "INSERT OR REPLACE INTO flow_data (seq, flow) VALUES (?, ?)",
-                        (seq, encode_state(state, self._compressor)),
+                        "INSERT OR REPLACE INTO flow_data (seq, flow, client_conn, server_conn) VALUES (?, ?, ?, ?)",
+                        (row[0], encode_state(rest, self._compressor), client["id"], server["id"]),
                     )
             db.executemany("INSERT INTO events (ts, level, message, client_ip, flow_id) VALUES (?, ?, ?, ?, ?)", logs)
             db.executemany(
@@ -251,6 +256,18 @@ class Store:
                 "connections = connections + excluded.connections",
                 ((ip, ts, ts, ua, n) for ip, ts, ua, n in clients),
             )
+
+    def _write_connection(self, db: sqlite3.Connection, state: dict[str, Any]) -> None:
+        """Store a connection's state once per version; the recorder hands the same dict until it changes."""
+        if self._conn_written.get(state["id"]) is state:
+            return
+        db.execute(
+            "INSERT OR REPLACE INTO connections (id, state) VALUES (?, ?)",
+            (state["id"], encode_state(state, self._compressor)),
+        )
+        self._conn_written[state["id"]] = state
+        if len(self._conn_written) > CONNECTIONS_REMEMBERED:
+            del self._conn_written[next(iter(self._conn_written))]
 
     def set_label(self, ip: str, label: str | None) -> None:
         with self._tx() as db:
@@ -315,8 +332,16 @@ class Store:
 
     def load_flow(self, seq: int) -> http.HTTPFlow | None:
         """The full flow as mitmproxy knows it (bodies included), or None if only its summary was kept."""
-        rows = self._read("SELECT flow FROM flow_data WHERE seq = ?", (seq,))
-        return decode_flow(rows[0][0]) if rows else None
+        rows = self._read(
+            "SELECT d.flow, c.state, s.state FROM flow_data AS d "
+            "LEFT JOIN connections AS c ON c.id = d.client_conn LEFT JOIN connections AS s ON s.id = d.server_conn "
+            "WHERE d.seq = ?",
+            (seq,),
+        )
+        if not rows or rows[0][1] is None or rows[0][2] is None:
+            return None
+        state = flowstate.join(*(decode_state(blob) for blob in rows[0]))
+        return http.HTTPFlow.from_state(compat.migrate_flow(state))
 
     def seq_of(self, flow_id: str) -> int | None:
         rows = self._read("SELECT seq FROM flows WHERE id = ?", (flow_id,))

@@ -1,0 +1,85 @@
+"""Cheap snapshots of a flow's state for the store, on the proxy's hot path.
+
+``flow.get_state()`` spends most of its time re-serialising the client and server connections (generic,
+introspective dataclass code), although a keep-alive connection carries many flows and rarely changes.
+The recorder keeps each live connection's state and recomputes it only when the connection changed; the
+store keeps connections in a table of their own, once per version, instead of inside every flow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mitmproxy import connection, http
+
+State = dict[str, Any]
+
+
+def _version(conn: connection.Connection) -> tuple:
+    """What changes over a connection's life (setup, TLS, errors, close); equal tuples mean equal states."""
+    return (
+        conn.state,
+        conn.error,
+        conn.sni,
+        conn.tls_version,
+        conn.alpn,
+        len(conn.certificate_list),
+        conn.timestamp_start,
+        conn.timestamp_tls_setup,
+        conn.timestamp_end,
+        conn.peername,
+        (conn.address, conn.timestamp_tcp_setup) if isinstance(conn, connection.Server) else None,
+    )
+
+
+class ConnectionStates:
+    """Per live connection: its last state and the version it was taken at."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, tuple[tuple, State]] = {}
+
+    def get(self, conn: connection.Connection) -> State:
+        version = _version(conn)
+        cached = self._states.get(conn.id)
+        if cached is None or cached[0] != version:
+            cached = self._states[conn.id] = (version, conn.get_state())
+        return cached[1]
+
+    def forget(self, conn: connection.Connection) -> None:
+        self._states.pop(conn.id, None)
+
+
+class _Taken:
+    """Stands in for a connection while ``flow.get_state()`` runs, answering with the cached state."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def get_state(self) -> State:
+        return self.state
+
+
+def snapshot(flow: http.HTTPFlow, conns: ConnectionStates) -> State:
+    """``flow.get_state()``, with the connections' states taken from ``conns``.
+
+    mitmproxy's own ``get_state`` does the rest, so the format stays mitmproxy's whatever its version. The swap
+    is invisible: it happens and is undone within one synchronous call on the proxy's loop.
+    """
+    client, server = flow.client_conn, flow.server_conn
+    flow.client_conn, flow.server_conn = _Taken(conns.get(client)), _Taken(conns.get(server))  # type: ignore[assignment]
+    try:
+        return flow.get_state()
+    finally:
+        flow.client_conn, flow.server_conn = client, server
+
+
+def split(state: State) -> tuple[State, State, State]:
+    """A flow's state → (the flow without its connections, client connection, server connection)."""
+    rest = dict(state)
+    return rest, rest.pop("client_conn"), rest.pop("server_conn")
+
+
+def join(rest: State, client: State, server: State) -> State:
+    return {**rest, "client_conn": client, "server_conn": server}
