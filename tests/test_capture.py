@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -320,3 +321,19 @@ def test_failed_tunnel_is_recorded(proxy: Proxy) -> None:
     [row] = proxy.wait_flows(1)
     assert (row["method"], row["host"], row["port"], row["state"]) == ("CONNECT", "localhost", port, "error")
     assert row["error"]
+
+
+def test_keepalive_connection_is_stored_once(proxy: Proxy, tls_origin: OriginServer) -> None:
+    """Flows share their connections' state in the store, and each still loads whole."""
+    with proxy.client() as c:
+        for i in range(5):
+            c.get(f"{tls_origin.url}/status/{200 + i}")
+    rows = proxy.wait_flows(5)
+    with sqlite3.connect(proxy.store_path) as db:
+        conns = db.execute("SELECT count(*) FROM connections").fetchone()[0]
+    assert conns <= 4  # one client and one server connection, at most one later version of each
+    store = _store(proxy)
+    flows = [store.load_flow(r["seq"]) for r in rows]
+    assert [f.response.status_code for f in flows] == [200, 201, 202, 203, 204]
+    assert {f.client_conn.id for f in flows} == {flows[0].client_conn.id}
+    assert all(f.client_conn.sni == "localhost" and f.server_conn.tls_version for f in flows)

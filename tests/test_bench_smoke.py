@@ -1,0 +1,49 @@
+"""Smoke run of the benchmark harness (bench/): a tiny load through mitmdump and proxycap record, and the filter
+timings on a tiny recorded store. Timing targets live in the benchmark, not here: this only checks it works."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mitmdump", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    is None,
+    reason="mitmdump is not installed",
+)
+
+
+def test_bench_quick_run(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    cmd = [sys.executable, "-m", "bench", "--quick", "--scenarios", "throughput,filters", "--proxies",
+           "mitmdump,record", "--shapes", "http-ka-1k,https-ka-1k", "--requests", "150", "--flows", "150",
+           "--procs", "1", "--out", str(tmp_path), "--json", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| http-ka-1k | record |" in run.stdout
+    result = json.loads(out.read_text())
+
+    rows = result["throughput"]["table"]
+    assert {(r["shape"], r["proxy"]) for r in rows} == {
+        (s, p) for s in ("http-ka-1k", "https-ka-1k") for p in ("mitmdump", "record")
+    }
+    for r in rows:
+        assert r["rps"] > 0 and r["rps_x"] > 0 and r["p99_ms_x"] > 0, r
+        assert r["errors"] == 0, r
+        assert 0 < r["start_s"] < 30 and r["rss_mb"] > 10 and r["cpu_ms"] > 0, r
+    assert all(r["rps_x"] == 1 for r in rows if r["proxy"] == "mitmdump")
+
+    filters = result["ui"]["filters"]
+    assert filters["flows"] >= 140  # recorded through proxycap record
+    by_path = {r["path"]: r for r in filters["rows"]}
+    client_sql = next(r for p, r in by_path.items() if p.startswith("Store.seqs(Query(client_ip))"))
+    assert 0 < client_sql["matches"] < filters["flows"]  # 8 client addresses: one of them is a fraction
+    assert all(r["median_ms"] >= 0 for r in filters["rows"])
