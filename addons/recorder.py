@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import connection, ctx, flow, http, tls
+from mitmproxy.proxy import server_hooks
 
 from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent
 from proxycap.flowstate import ConnectionStates, snapshot
@@ -135,8 +136,8 @@ class Recorder:
         ip, port = peer(client.peername)
         self.bus.publish(ClientEvent(time.time(), ip, port, connected=False))
 
-    def server_disconnected(self, server: connection.Server) -> None:
-        self._conns.forget(server)
+    def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        self._conns.forget(data.server)
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
         """Record the failed tunnel as a flow with an error, so the user sees which device lacks the CA."""

@@ -10,7 +10,9 @@ DNS, flow bodies, writes) runs in a thread worker on a second store connection.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -49,13 +51,18 @@ from proxycap.tui.view import (
 )
 
 TICK = 0.1  # seconds between bus drains / store polls
+# While flows stream in, drain and redraw less often: the UI shares the GIL with the proxy it watches.
+BUSY_TICK = 0.25
+BUSY_EVENTS = 25  # events per tick that count as streaming
 CLIENTS_INTERVAL = 1.0
+CLIENTS_MAX_SHARE = 0.05  # the clients panel's refresh may take at most this share of the time
 RESORT_INTERVAL = 1.0  # at most this often while new flows arrive in a non-# sort
 INSPECT_DELAY = 0.3  # after a change to the inspected flow, let the store writer catch up before reloading
 RATE_WINDOW = 5.0
 NARROW = 100  # below this many columns the clients panel hides (until toggled by hand)
 SHORT = 30  # below this many rows the inspector opens full screen
 BUS_LIMIT = 50_000
+UNMOUNT_WAIT = 5.0  # seconds to let running workers finish on exit
 INSPECTOR_ACTIONS = {"zoom_inspector", "show_tab", "body_view", "toggle_raw", "more_body", "search_body",
                      "next_match"}
 WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause"}
@@ -83,6 +90,8 @@ class ProxycapApp(App[int]):
         self.sub = session.bus.subscribe("tui", limit=BUS_LIMIT) if session else None
         self.view = FlowView(self.store)
         self._clients_toggled = False  # once the user toggles the clients panel, resizing no longer decides
+        self._closing = False
+        self._clients_at = self._clients_cost = 0.0  # when the clients panel was last loaded, and how long it took
         self.view.spec = ViewSpec(client_ip=client)
         self.resolver = ReverseDNS()
         self.status = Status(self.store_path, session.engine.listen_addrs if session else None)
@@ -122,17 +131,23 @@ class ProxycapApp(App[int]):
         self.flows.show_client = self.view.spec.client_ip is None
         self.flows.focus()
         self._reload()
-        self.set_interval(TICK, self._tick)
-        self.set_interval(CLIENTS_INTERVAL, self._refresh_clients)
+        self._tick_timer = self.set_timer(TICK, self._tick)
+        self._clients_timer = self.set_interval(CLIENTS_INTERVAL, self._refresh_clients)
         self._refresh_clients()
         if self.session is not None:
             self.sub_title = ", ".join(f"{h}:{p}" for h, p in self.status.listen or [])
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
+        self._closing = True  # a timer already under way must not touch the stores closed below
+        self._tick_timer.stop()
+        self._clients_timer.stop()
         if self.sub is not None:
             self.sub.close()
         self.resolver.close()
         self.workers.cancel_all()
+        # Thread workers can't be interrupted: let them finish their store call before the stores close.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.workers.wait_for_complete(), UNMOUNT_WAIT)
         self.store.close()
         self.worker_store.close()
 
@@ -196,9 +211,11 @@ class ProxycapApp(App[int]):
     # --- live updates ---------------------------------------------------------------------------
 
     def _tick(self) -> None:
+        if self._closing:
+            return
         now = time.monotonic()
-        if self.sub is not None:
-            self._drain(now)
+        drained = self._drain(now) if self.sub is not None else 0
+        self._tick_timer = self.set_timer(BUSY_TICK if drained >= BUSY_EVENTS else TICK, self._tick)
         view = self.view
         if not view.frozen and not view.loading:
             if view.spec.expr:
@@ -217,7 +234,8 @@ class ProxycapApp(App[int]):
             self.inspector.show_flow(self.inspector.seq, reload=True)
         self._show_status()
 
-    def _drain(self, now: float) -> None:
+    def _drain(self, now: float) -> int:
+        """Apply what the bus brought since the last tick; returns how many events that was."""
         assert self.sub is not None
         if self.sub.take_lagged():  # events were dropped: trust only the store
             self.view.invalidate()
@@ -227,7 +245,8 @@ class ProxycapApp(App[int]):
         flow_events: list[FlowEvent] = []
         logs: list[EventRow] = []
         requests = 0
-        for ev in self.sub.drain(BUS_LIMIT):
+        events = self.sub.drain(BUS_LIMIT)
+        for ev in events:
             if isinstance(ev, FlowEvent):
                 flow_events.append(ev)
                 requests += ev.kind == "request"
@@ -252,6 +271,7 @@ class ProxycapApp(App[int]):
             self.status.warnings += len(logs)
             if self._event_screen is not None:
                 self._event_screen.add(logs)
+        return len(events)
 
     def _show_status(self) -> None:
         s = self.status
@@ -260,14 +280,23 @@ class ProxycapApp(App[int]):
         s.rate = sum(n for _, n in self._rate) / RATE_WINDOW
         self.status_bar.show(s)
 
+    def _clients_changed(self) -> None:
+        """The user changed something the panel shows: refresh it on the next round, whatever it costs."""
+        self._clients_dirty = True
+        self._clients_at = 0.0
+
     def _refresh_clients(self) -> None:
-        if self._clients_dirty or self.resolver.pending:
+        """Refresh the per-client counts, less often as the store grows (its GROUP BY scans every flow)."""
+        due = time.monotonic() - self._clients_at >= self._clients_cost / CLIENTS_MAX_SHARE
+        if not self._closing and (self._clients_dirty or self.resolver.pending) and due:
             self._clients_dirty = False
             self._load_clients(self.view.spec.client_ip)
 
     @work(thread=True, exclusive=True, group="clients", exit_on_error=False)
     def _load_clients(self, include: str | None) -> None:
+        start = time.monotonic()
         rows = client_rows(self.worker_store, self.resolver, include)
+        self._clients_at, self._clients_cost = start, time.monotonic() - start
         self.call_from_thread(self._show_clients, rows)
 
     def _show_clients(self, rows: list) -> None:
@@ -294,7 +323,7 @@ class ProxycapApp(App[int]):
 
     def on_clients_panel_selected(self, message: ClientsPanel.Selected) -> None:
         self._set_spec(dataclasses.replace(self.view.spec, client_ip=message.ip))
-        self._clients_dirty = True
+        self._clients_changed()
 
     def on_flow_list_highlighted(self, message: FlowList.Highlighted) -> None:
         if self.inspecting:
@@ -422,14 +451,13 @@ class ProxycapApp(App[int]):
                 self.view.remove(targets)
                 self.flows.sync(Change(reset=True, appended=False))
                 self._write(self.worker_store.delete, targets)
-                self._clients_dirty = True
 
         self.push_screen(ConfirmScreen(f"Delete {what} from the store? This cannot be undone."), done)
 
     @work(thread=True, group="write", exit_on_error=False)
     def _write(self, method: Any, *args: Any) -> None:
         method(*args)
-        self._clients_dirty = True
+        self._clients_changed()
 
     def action_clear_view(self) -> None:
         floor = max(self.view.last_seq, self.store.max_seq())

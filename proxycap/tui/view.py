@@ -194,6 +194,9 @@ class FlowView:
         self.frozen = False  # display paused: updates wait in ``pending``
         self.undecided: set[str] = set()  # live flows an expression did not match yet
         self.recheck: set[str] = set()  # ... and that have finished since: scan them again
+        # Flows seen finishing on the bus. A scan can race the bus (the finish arrives while the scan runs) and the
+        # store writer (the scan still reads the live state): an undecided flow in here is rechecked, not parked.
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._seqs: list[int] = []
         self._cache: collections.OrderedDict[int, Row] = collections.OrderedDict()
         self._ids: dict[str, int] = {}
@@ -242,7 +245,8 @@ class FlowView:
 
     def apply(self, batch: Batch) -> Change:
         """Take a load or scan result for the current generation."""
-        self.undecided |= batch.undecided
+        for flow_id in batch.undecided:
+            (self.recheck if flow_id in self._finished else self.undecided).add(flow_id)
         if batch.done:
             self.loading = False
         if batch.reset:
@@ -336,9 +340,13 @@ class FlowView:
                 self._pending.move_to_end(flow_id)
                 if len(self._pending) > self._pending_size:
                     self._pending.popitem(last=False)
-            if flow_id in self.undecided and summary.get("state") != "live":
-                self.undecided.discard(flow_id)
-                self.recheck.add(flow_id)
+            if summary.get("state") != "live":
+                self._finished[flow_id] = None
+                if len(self._finished) > self._pending_size:
+                    self._finished.popitem(last=False)
+                if flow_id in self.undecided:
+                    self.undecided.discard(flow_id)
+                    self.recheck.add(flow_id)
         return changed
 
     def thaw(self) -> None:
