@@ -55,10 +55,11 @@ Event = FlowEvent | LogEvent | ClientEvent
 class Subscription:
     """A subscriber's queue. ``limit=None`` means it must see every event (the store writer)."""
 
-    def __init__(self, bus: Bus, name: str, limit: int | None) -> None:
+    def __init__(self, bus: Bus, name: str, limit: int | None, with_state: bool) -> None:
         self.bus = bus
         self.name = name
         self.limit = limit
+        self.with_state = with_state
         self.queue: collections.deque[Event] = collections.deque()
         self.lagged = False
 
@@ -93,8 +94,10 @@ class Bus:
         self._subs: tuple[Subscription, ...] = ()
         self._lock = threading.Lock()  # guards (un)subscribe only; publish reads an immutable tuple
 
-    def subscribe(self, name: str, limit: int | None = None) -> Subscription:
-        sub = Subscription(self, name, limit)
+    def subscribe(self, name: str, limit: int | None = None, with_state: bool = False) -> Subscription:
+        """``with_state``: receive flows' full state (bodies). Only the store writer needs it; everyone else gets
+        summaries, so a backlog in a slow subscriber never pins bodies in memory."""
+        sub = Subscription(self, name, limit, with_state)
         with self._lock:
             self._subs = (*self._subs, sub)
         return sub
@@ -104,5 +107,8 @@ class Bus:
             self._subs = tuple(s for s in self._subs if s is not sub)
 
     def publish(self, event: Event) -> None:
+        light = event
+        if isinstance(event, FlowEvent) and event.state is not None:
+            light = FlowEvent(event.kind, event.flow_id, event.summary)
         for sub in self._subs:
-            sub.put(event)
+            sub.put(event if sub.with_state else light)

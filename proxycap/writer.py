@@ -17,13 +17,13 @@ from proxycap.store import Store, StoreError
 logger = logging.getLogger(__name__)
 
 BATCH_INTERVAL = 0.05  # seconds between batches when traffic is steady
-MAX_BATCH = 5000  # events per transaction, so one huge burst does not hold the write lock for long
+MAX_BATCH = 500  # events per transaction: bounds the bodies a batch holds and how long it holds the write lock
 
 
 class StoreWriter:
     def __init__(self, store: Store, bus: Bus) -> None:
         self.store = store
-        self.sub = bus.subscribe("store-writer")  # unbounded: the store must receive every event
+        self.sub = bus.subscribe("store-writer", with_state=True)  # unbounded: the store must see every event
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proxycap-store-writer", daemon=True)
         self._failing = False

@@ -1,0 +1,26 @@
+"""The bus: every event reaches the store writer; other subscribers get summaries and bounded queues."""
+
+from __future__ import annotations
+
+from proxycap.bus import Bus, FlowEvent, LogEvent
+
+
+def test_only_the_writer_holds_bodies_and_a_full_queue_lags() -> None:
+    bus = Bus()
+    writer = bus.subscribe("writer", with_state=True)
+    ui = bus.subscribe("ui", limit=2)
+    state = {"response": {"content": b"x" * 1000}}
+    for i in range(3):
+        bus.publish(FlowEvent("response", f"id{i}", {"n": i}, state))
+    bus.publish(LogEvent(0.0, "WARNING", "hello"))
+
+    got = writer.drain()
+    assert [e.state for e in got[:3]] == [state] * 3 and isinstance(got[3], LogEvent)
+    seen = ui.drain()
+    assert [(e.flow_id, e.state) for e in seen] == [("id0", None), ("id1", None)]
+    assert ui.take_lagged() and not ui.take_lagged()
+    bus.publish(FlowEvent("request", "id9", {}))
+    assert [e.flow_id for e in ui.drain()] == ["id9"]
+    ui.close()
+    bus.publish(FlowEvent("request", "id10", {}))
+    assert ui.drain() == [] and len(writer.drain()) == 2
