@@ -1,0 +1,1 @@
+"""proxycap's benchmark harness: throughput, latency, memory and UI responsiveness against mitmproxy's tools."""
