@@ -7,14 +7,27 @@ response usually arrive in the same batch and cost one row write).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent
 from proxycap.store import Store, StoreError
 
 logger = logging.getLogger(__name__)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``: after a backlog of bodies, hand the freed heap back to the OS (bench/RESULTS.md)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl)
+        return None
+
+
+MALLOC_TRIM = _malloc_trim()
 
 BATCH_INTERVAL = 0.05  # seconds between batches when traffic is steady
 MAX_BATCH = 500  # events per transaction: bounds the bodies a batch holds and how long it holds the write lock
@@ -44,8 +57,11 @@ class StoreWriter:
         while True:
             stopping = self._stop.wait(BATCH_INTERVAL)
             pending.extend(self.sub.drain(MAX_BATCH))
+            backlog = len(pending) >= MAX_BATCH
             if pending:
                 pending = self._write(pending)
+            if backlog and not self.sub.queue and MALLOC_TRIM is not None:
+                MALLOC_TRIM(0)  # caught up after a backlog
             if stopping and (pending or not self.sub.queue):
                 if pending:
                     logger.error(f"{len(pending)} events could not be written to {self.store.path}")

@@ -176,7 +176,12 @@ def _message(message: http.Message | None, f: http.HTTPFlow, mode: str, o: DocOp
 
 def build(f: http.HTTPFlow | None, row: dict[str, Any], options: DocOptions) -> FlowDoc:
     if f is None:
-        missing = Body([Text("The full flow was not stored; see Details for its summary.", NOTE)], "")
+        why = (
+            "In flight: headers and bodies are stored when the response (or an error) arrives."
+            if row.get("state") == "live"
+            else "The full flow was not stored; see Details for its summary."
+        )
+        missing = Body([Text(why, NOTE)], "")
         return FlowDoc(title(row), missing, missing, details(None, row), None)
     return FlowDoc(
         title(row),
