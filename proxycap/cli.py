@@ -225,9 +225,23 @@ def cmd_ca(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from proxycap.tui.app import run_tui
+    """Start the proxy before importing Textual: it listens sooner, and its errors print before the UI starts."""
+    if args.open is not None:
+        from proxycap.tui.app import ProxycapApp
 
-    return run_tui(args, engine_config(args))
+        ProxycapApp(args.open, client=args.client).run()
+        return 0
+    from proxycap.session import CaptureSession
+
+    session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
+    session.start()
+    try:
+        from proxycap.tui.app import ProxycapApp
+
+        ProxycapApp(session.store_path, session, client=args.client).run()
+    finally:
+        session.stop()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

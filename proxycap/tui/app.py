@@ -9,7 +9,6 @@ DNS, flow bodies, writes) runs in a thread worker on a second store connection.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import contextlib
@@ -25,9 +24,7 @@ from textual.widgets import Footer
 from textual.worker import Worker, get_current_worker
 
 from proxycap.bus import ClientEvent, FlowEvent, LogEvent
-from proxycap.engine import EngineConfig
 from proxycap.filtering import FilterError
-from proxycap.paths import default_log_file, default_store
 from proxycap.session import CaptureSession
 from proxycap.store import Store
 from proxycap.tui import keys
@@ -525,18 +522,3 @@ class ProxycapApp(App[int]):
 
     def action_quit(self) -> None:
         self.exit(0)
-
-
-def run_tui(args: argparse.Namespace, config: EngineConfig) -> int:
-    """Start the proxy (errors surface before the UI takes the screen), run the UI, stop the proxy."""
-    if args.open is not None:
-        ProxycapApp(args.open, client=args.client).run()
-        return 0
-    session = CaptureSession(config, args.store or default_store(), args.log_file or default_log_file())
-    session.start()
-    try:
-        ProxycapApp(session.store_path, session, client=args.client).run()
-    finally:
-        session.stop()
-    return 0
-

@@ -1,6 +1,7 @@
-"""A/B variant for `proxycap tui`: the capture session (engine + store writer) runs in a forked child process
-with its own GIL; the UI process gets flow summaries (no full state) over a pipe and republishes them on its bus.
-The request event carries no full state (the response/error event does)."""
+"""A/B variant for `proxycap tui` (proposals P1, P3, P4, P5 in bench/RESULTS.md): the capture session (engine +
+store writer) runs in a forked child process with its own GIL, started before Textual is imported; the UI process
+gets flow summaries (no full state) over a pipe and republishes them on its own bus; the UI ticks at 4 Hz; the
+request event carries no full state (the response/error event does)."""
 import multiprocessing as mp
 import pickle
 import threading
@@ -102,6 +103,7 @@ class SplitSession:
 
 
 TICK = 0.25
+ORIGINAL_CMD_TUI = cli.cmd_tui
 
 
 def cmd_tui(args):
@@ -109,9 +111,7 @@ def cmd_tui(args):
     from proxycap.paths import default_log_file, default_store
 
     if args.open is not None:
-        from proxycap.tui.app import run_tui
-
-        return run_tui(args, cli.engine_config(args))
+        return ORIGINAL_CMD_TUI(args)
     session = SplitSession(cli.engine_config(args), args.store or default_store(), args.log_file or default_log_file())
     session.start()
     try:
