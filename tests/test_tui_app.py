@@ -99,6 +99,12 @@ async def test_filter_expressions_text_and_errors(proxy: Proxy, origin: OriginSe
         assert [r["path"] for r in listed(app)] == ["/status/404"]
         assert app.flows.has_focus
 
+        await pilot.press("escape")  # from the list: clears the filter at once, not after the typing debounce
+        await pilot.pause()
+        assert app.filter_bar.value == "" and app.view.spec.expr is None
+        await pilot.press("slash", "up", "enter")  # and history brings it back
+        await until(pilot, lambda: app.view.spec.expr == "~c 404 & (~c 500 | ~c 404)" and not app.view.loading)
+
         await pilot.press("slash", "ctrl+u", *"htm")  # plain text: a URL substring, answered by SQL
         await until(pilot, lambda: app.view.spec.text == "htm" and not app.view.loading)
         assert [r["path"] for r in listed(app)] == ["/html"]

@@ -367,7 +367,7 @@ class ProxycapApp(App[int]):
             self.flows.focus()
             self.refresh_bindings()
         elif self.filter_bar.value:
-            self.filter_bar.input.value = ""
+            self.filter_bar.clear()
 
     def action_zoom_inspector(self) -> None:
         if self.screen.maximized is self.inspector:

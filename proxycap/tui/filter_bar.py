@@ -96,6 +96,11 @@ class FilterBar(Horizontal):
             self._timer = None
         self.post_message(self.Changed(self.value, submitted))
 
+    def clear(self) -> None:
+        """Empty the bar and apply that at once: no typing debounce for a deliberate reset."""
+        self.input.value = ""
+        self._apply()
+
     def action_done(self) -> None:
         self.post_message(self.Done())
 
