@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mitmproxy import connection, ctx, flow, http, tls
+from mitmproxy import connection, ctx, exceptions, flow, http, tls
 from mitmproxy.proxy import server_hooks
 
 from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent
@@ -55,12 +55,15 @@ class Recorder:
 
     def configure(self, updated: set[str]) -> None:
         if self._standalone and "proxycap_store" in updated and ctx.options.proxycap_store:
-            from proxycap.store import Store
+            from proxycap.store import Store, StoreError
             from proxycap.writer import StoreWriter
 
             if self._writer:
                 self._writer.stop()
-            self._writer = StoreWriter(Store(ctx.options.proxycap_store), self.bus)
+            try:
+                self._writer = StoreWriter(Store(ctx.options.proxycap_store), self.bus)
+            except StoreError as e:
+                raise exceptions.OptionsError(str(e)) from None
             self._writer.start()
 
     def done(self) -> None:
