@@ -69,26 +69,9 @@ class StoreWriter:
 
     def _write(self, events: list[Any]) -> list[Any]:
         """Write a batch; on failure keep it for the next try and say so once."""
-        flows: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
-        logs: list[tuple] = []
-        clients: dict[str, list[Any]] = {}
-        for ev in events:
-            if isinstance(ev, FlowEvent):
-                prev = flows.get(ev.flow_id)
-                state = ev.state if ev.state is not None else (prev[1] if prev else None)
-                flows[ev.flow_id] = (ev.summary, state)
-                s = ev.summary
-                entry = clients.setdefault(s["client_ip"], [s["client_ip"], s["ts"], None, 0])
-                entry[1] = max(entry[1], s["ts"] or 0)
-                entry[2] = s.get("user_agent") or entry[2]
-            elif isinstance(ev, LogEvent):
-                logs.append((ev.ts, ev.level, ev.message, ev.client_ip, ev.flow_id))
-            elif isinstance(ev, ClientEvent) and ev.connected:
-                entry = clients.setdefault(ev.client_ip, [ev.client_ip, ev.ts, None, 0])
-                entry[1] = max(entry[1], ev.ts)
-                entry[3] += 1
+        flows, logs, clients = collapse(events)
         try:
-            self.store.write(flows.values(), logs, [tuple(c) for c in clients.values()])
+            self.store.write(flows, logs, clients)
         except StoreError as e:
             if not self._failing:
                 logger.error(f"cannot write captured flows, will retry: {e}")
@@ -98,3 +81,29 @@ class StoreWriter:
             logger.warning(f"writing to {self.store.path} works again")
         self._failing = False
         return []
+
+
+Batch = tuple[list[tuple[dict[str, Any], dict[str, Any] | None]], list[tuple], list[tuple]]
+
+
+def collapse(events: list[Any]) -> Batch:
+    """Events → what ``Store.write`` takes: each flow's latest summary and state, log rows, client activity."""
+    flows: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+    logs: list[tuple] = []
+    clients: dict[str, list[Any]] = {}
+    for ev in events:
+        if isinstance(ev, FlowEvent):
+            prev = flows.get(ev.flow_id)
+            state = ev.state if ev.state is not None else (prev[1] if prev else None)
+            flows[ev.flow_id] = (ev.summary, state)
+            s = ev.summary
+            entry = clients.setdefault(s["client_ip"], [s["client_ip"], s["ts"], None, 0])
+            entry[1] = max(entry[1], s["ts"] or 0)
+            entry[2] = s.get("user_agent") or entry[2]
+        elif isinstance(ev, LogEvent):
+            logs.append((ev.ts, ev.level, ev.message, ev.client_ip, ev.flow_id))
+        elif isinstance(ev, ClientEvent) and ev.connected:
+            entry = clients.setdefault(ev.client_ip, [ev.client_ip, ev.ts, None, 0])
+            entry[1] = max(entry[1], ev.ts)
+            entry[3] += 1
+    return list(flows.values()), logs, [tuple(c) for c in clients.values()]

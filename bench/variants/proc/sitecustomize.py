@@ -8,7 +8,6 @@ from proxycap.addons import recorder
 
 import proxycap.session as session
 import proxycap.writer as writer
-from proxycap.bus import ClientEvent, FlowEvent, LogEvent
 from proxycap.store import Store
 
 
@@ -67,23 +66,6 @@ class ProcWriter:
                 return
 
     def _send(self, events):
-        flows, logs, clients = {}, [], {}
-        for ev in events:
-            if isinstance(ev, FlowEvent):
-                prev = flows.get(ev.flow_id)
-                state = ev.state if ev.state is not None else (prev[1] if prev else None)
-                flows[ev.flow_id] = (ev.summary, state)
-                s = ev.summary
-                entry = clients.setdefault(s["client_ip"], [s["client_ip"], s["ts"], None, 0])
-                entry[1] = max(entry[1], s["ts"] or 0)
-                entry[2] = s.get("user_agent") or entry[2]
-            elif isinstance(ev, LogEvent):
-                logs.append((ev.ts, ev.level, ev.message, ev.client_ip, ev.flow_id))
-            elif isinstance(ev, ClientEvent) and ev.connected:
-                entry = clients.setdefault(ev.client_ip, [ev.client_ip, ev.ts, None, 0])
-                entry[1] = max(entry[1], ev.ts)
-                entry[3] += 1
-        self._conn.send_bytes(pickle.dumps((list(flows.values()), logs, [tuple(c) for c in clients.values()]), 5))
-
+        self._conn.send_bytes(pickle.dumps(writer.collapse(events), 5))
 
 session.StoreWriter = ProcWriter
