@@ -25,6 +25,7 @@ from proxycap import flowstate
 from proxycap.summary import FIELDS
 
 SCHEMA_VERSION = 1
+TABLES = frozenset({"flows", "flow_data", "connections", "clients", "events"})  # what a store must have
 CONNECTIONS_REMEMBERED = 10_000  # connection versions the writer remembers having written
 
 # Summary columns stored as-is; `seq` (the row's order, shown as "#") and `marked` are the store's own.
@@ -178,10 +179,13 @@ class Store:
                 db.executescript(_SCHEMA)
             except sqlite3.DatabaseError as e:
                 raise StoreError(self._explain(e)) from None
-        elif version != SCHEMA_VERSION or "flows" not in tables:
+        elif version != SCHEMA_VERSION or not tables >= TABLES:
             db.close()
             if version == 0:
                 raise StoreError(f"{where} is an SQLite file but not a proxycap store; choose another --store")
+            if version == SCHEMA_VERSION:
+                missing = ", ".join(sorted(TABLES - tables))
+                raise StoreError(f"{where} is damaged (missing tables: {missing}); move it aside or use another --store")
             raise StoreError(
                 f"{where} has schema version {version}, this proxycap reads version {SCHEMA_VERSION}; "
                 "open it with a matching proxycap or record into a new --store"

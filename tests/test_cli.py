@@ -328,3 +328,12 @@ def test_wheel_ships_addons_inside_the_package(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"proxycap", wheel.name.split("-py")[0] + ".dist-info"}
     assert "proxycap/addons/recorder.py" in names and "proxycap/tui/proxycap.tcss" in names
+
+
+def test_store_missing_tables_is_reported_before_anything_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE connections")
+    p = run("record", "-p", "0", "--store", str(path), check=False)
+    assert_one_line_error(p, "damaged", "connections")
