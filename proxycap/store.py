@@ -185,7 +185,7 @@ class Store:
                 raise StoreError(f"{where} is an SQLite file but not a proxycap store; choose another --store")
             if version == SCHEMA_VERSION:
                 missing = ", ".join(sorted(TABLES - tables))
-                raise StoreError(f"{where} is damaged (missing tables: {missing}); move it aside or use another --store")
+                raise StoreError(f"{where} is damaged (no {missing} table); move it aside or use another --store")
             raise StoreError(
                 f"{where} has schema version {version}, this proxycap reads version {SCHEMA_VERSION}; "
                 "open it with a matching proxycap or record into a new --store"
