@@ -7,19 +7,26 @@ Every hook here runs on the proxy's event loop, so each does O(1) work: summaris
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from mitmproxy import connection, ctx, exceptions, flow, http, tls
 from mitmproxy.proxy import server_hooks
+from mitmproxy.utils import human
 
 from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent
 from proxycap.flowstate import ConnectionStates, snapshot
 from proxycap.summary import META_STREAMED, peer, summarize
 
+BACKLOG_POLL = 0.01  # seconds between looks at the store's backlog while flows wait for it
+
 # Snapshot a long-lived WebSocket's full state at most this often; messages in between only bump counters.
 WS_SNAPSHOT_INTERVAL = 1.0
+
+DEFAULT_BACKLOG = "32m"
 
 CA_HINT = "run `proxycap ca` for how to trust proxycap's CA on that device"
 
@@ -44,6 +51,7 @@ class Recorder:
         self._connects: dict[str, http.HTTPFlow] = {}  # client id → its CONNECT flow, to record TLS failures
         self._ws_snapshot: dict[str, float] = {}
         self._conns = ConnectionStates()
+        self._backlog_limit = human.parse_size(DEFAULT_BACKLOG)
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -52,19 +60,36 @@ class Recorder:
             "",
             "Record flows into this proxycap store (SQLite). Only used when loaded into plain mitmproxy tools.",
         )
+        loader.add_option(
+            "proxycap_backlog",
+            str,
+            DEFAULT_BACKLOG,
+            "When this much captured data (bodies, roughly) waits for the store, finishing flows wait until half "
+            "of it is stored: the proxy slows to the store's pace instead of holding bodies in memory. "
+            "Size with an optional unit: 512k, 32m, 1g.",
+        )
 
     def configure(self, updated: set[str]) -> None:
+        if "proxycap_backlog" in updated:
+            try:
+                limit = human.parse_size(ctx.options.proxycap_backlog)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"proxycap_backlog: {e}") from None
+            if not limit:
+                raise exceptions.OptionsError("proxycap_backlog must be a size above zero, such as 32m")
+            self._backlog_limit = limit
         if self._standalone and "proxycap_store" in updated and ctx.options.proxycap_store:
-            from proxycap.store import Store, StoreError
+            from proxycap.store import StoreError
             from proxycap.writer import StoreWriter
 
             if self._writer:
                 self._writer.stop()
+            self._writer = StoreWriter(Path(ctx.options.proxycap_store), self.bus)
             try:
-                self._writer = StoreWriter(Store(ctx.options.proxycap_store), self.bus)
+                self._writer.start()
             except StoreError as e:
+                self._writer = None
                 raise exceptions.OptionsError(str(e)) from None
-            self._writer.start()
 
     def done(self) -> None:
         if self._writer:
@@ -73,8 +98,19 @@ class Recorder:
 
     # --- publishing -----------------------------------------------------------------------------
 
-    def _publish(self, kind: Any, f: http.HTTPFlow, with_state: bool = True) -> None:
+    def _publish(self, kind: Any, f: http.HTTPFlow, with_state: bool = True) -> Awaitable[None] | None:
+        """Publish; if the store is behind, return an awaitable that mitmproxy awaits before the flow goes on.
+
+        Hooks stay synchronous (cheaper for mitmproxy to call) unless there is something to wait for.
+        """
         self.bus.publish(FlowEvent(kind, f.id, summarize(f), snapshot(f, self._conns) if with_state else None))
+        if with_state and self.bus.backlog() > self._backlog_limit:
+            return self._wait_for_store()
+        return None
+
+    async def _wait_for_store(self) -> None:
+        while self.bus.backlog() > self._backlog_limit // 2:
+            await asyncio.sleep(BACKLOG_POLL)
 
     # --- HTTP -----------------------------------------------------------------------------------
 
@@ -90,15 +126,15 @@ class Recorder:
         if f.response and f.response.stream is True:
             f.response.stream = _count_streamed(f, "response")
 
-    def response(self, f: http.HTTPFlow) -> None:
+    def response(self, f: http.HTTPFlow) -> Awaitable[None] | None:
         resp = f.response
         if resp and resp.stream and resp.raw_content is None:
             # Streamed after buffering had started (chunked body over the limit): size unknown.
             f.metadata.setdefault(META_STREAMED, {}).setdefault("response", None)
-        self._publish("response", f)
+        return self._publish("response", f)
 
-    def error(self, f: http.HTTPFlow) -> None:
-        self._publish("error", f)
+    def error(self, f: http.HTTPFlow) -> Awaitable[None] | None:
+        return self._publish("error", f)
 
     def http_connect(self, f: http.HTTPFlow) -> None:
         self._connects[f.client_conn.id] = f

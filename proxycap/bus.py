@@ -3,6 +3,10 @@
 Publishing must never make the proxy wait: it appends to each subscriber's deque (atomic in CPython, no
 locks) and returns. Subscribers drain on their own schedule. A bounded subscriber that falls behind is
 marked ``lagged`` and stops receiving until it drains; it then catches up from the store instead.
+
+The one subscriber that must see everything (the store writer) reports how much of what it received is stored;
+``Bus.backlog`` lets the recorder slow the proxy down when the store cannot keep up, instead of queueing
+bodies in memory without bound.
 """
 
 from __future__ import annotations
@@ -52,6 +56,12 @@ class ClientEvent:
 Event = FlowEvent | LogEvent | ClientEvent
 
 
+def state_bytes(event: FlowEvent) -> int:
+    """Roughly what a flow's state holds in memory: its bodies plus a little for headers and connections."""
+    s = event.summary
+    return 2048 + (s.get("request_size") or 0) + (s.get("response_size") or 0)
+
+
 class Subscription:
     """A subscriber's queue. ``limit=None`` means it must see every event (the store writer)."""
 
@@ -62,8 +72,18 @@ class Subscription:
         self.with_state = with_state
         self.queue: collections.deque[Event] = collections.deque()
         self.lagged = False
+        # Bytes of flow state received and stored. Each counter has one writing thread (publisher, subscriber),
+        # so neither needs a lock. ``failing``: storing is broken, so waiting for it would stop the proxy.
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.failing = False
+
+    def backlog(self) -> int:
+        return 0 if self.failing else self.bytes_in - self.bytes_out
 
     def put(self, event: Event) -> None:
+        if self.with_state and isinstance(event, FlowEvent) and event.state is not None:
+            self.bytes_in += state_bytes(event)
         if self.limit is not None and len(self.queue) >= self.limit:
             self.lagged = True
             return
@@ -105,6 +125,10 @@ class Bus:
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
             self._subs = tuple(s for s in self._subs if s is not sub)
+
+    def backlog(self) -> int:
+        """Bytes of flow state published but not stored yet."""
+        return max((s.backlog() for s in self._subs if s.with_state), default=0)
 
     def publish(self, event: Event) -> None:
         light = event

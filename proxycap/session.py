@@ -24,14 +24,11 @@ class CaptureSession:
         self.log_file = log_file
         self.engine = Engine(config, self.bus)
         self.writer: StoreWriter | None = None
-        self._seq_at_start = 0
 
     def start(self) -> None:
         """Open the store, then the proxy; raises StoreError or EngineError with a one-line reason."""
         setup_logging(self.log_file, self.bus)
-        store = Store(self.store_path)
-        self._seq_at_start = store.max_seq()
-        self.writer = StoreWriter(store, self.bus)
+        self.writer = StoreWriter(self.store_path, self.bus)
         self.writer.start()
         try:
             self.engine.start()
@@ -46,9 +43,9 @@ class CaptureSession:
         if not self.writer:
             return 0
         self.writer.stop()
-        self.writer = None
+        seq_at_start, self.writer = self.writer.seq_at_start, None
         store = Store(self.store_path, readonly=True)
         try:
-            return store.count(Query(after_seq=self._seq_at_start))
+            return store.count(Query(after_seq=seq_at_start))
         finally:
             store.close()

@@ -262,8 +262,8 @@ class Store:
             )
 
     def _write_connection(self, db: sqlite3.Connection, state: dict[str, Any]) -> None:
-        """Store a connection's state once per version; the recorder hands the same dict until it changes."""
-        if self._conn_written.get(state["id"]) is state:
+        """Store a connection's state once per version (a keep-alive connection carries many flows)."""
+        if self._conn_written.get(state["id"]) == state:
             return
         db.execute(
             "INSERT OR REPLACE INTO connections (id, state) VALUES (?, ?)",

@@ -1,20 +1,28 @@
-"""The store writer: the one bus subscriber that must see every event, writing them in batches.
+"""The store writer: the one bus subscriber that must see every event, storing them in batches.
 
-It runs on its own thread so serialisation, compression and SQLite I/O never happen on the proxy's loop.
-Within a batch, events for the same flow collapse into its latest summary and state (a request and its
-response usually arrive in the same batch and cost one row write).
+A thread drains the bus every 50 ms and collapses the events per flow (a request and its response usually
+arrive in the same batch and cost one row write). Serialising, compressing and SQLite run in a child process
+(``writer_child``) with its own interpreter, so they never take the proxy's GIL. The child reports each
+batch stored; what it has not stored yet is the bus's backlog, which the recorder keeps bounded.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import ctypes
 import logging
+import pickle
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent
+from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent, state_bytes
 from proxycap.store import Store, StoreError
+from proxycap.writer_child import read_frame, write_frame
 
 logger = logging.getLogger(__name__)
 
@@ -30,57 +38,130 @@ def _malloc_trim() -> Callable[[int], int] | None:
 MALLOC_TRIM = _malloc_trim()
 
 BATCH_INTERVAL = 0.05  # seconds between batches when traffic is steady
-MAX_BATCH = 500  # events per transaction: bounds the bodies a batch holds and how long it holds the write lock
+MAX_BATCH = 500  # events per batch: bounds the bodies a batch holds and how long it holds the write lock
+RESTARTS = 3  # times a crashed child is restarted before the writer gives up
 
 
 class StoreWriter:
-    def __init__(self, store: Store, bus: Bus) -> None:
-        self.store = store
+    def __init__(self, store_path: Path, bus: Bus) -> None:
+        self.store_path = store_path
         self.sub = bus.subscribe("store-writer", with_state=True)  # unbounded: the store must see every event
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proxycap-store-writer", daemon=True)
-        self._failing = False
+        self._lock = threading.Lock()  # guards _sent and _child between the sending and the listening thread
+        self._sent: collections.deque[tuple[bytes, int]] = collections.deque()  # (batch, bytes) not yet stored
+        self._child: subprocess.Popen[bytes] | None = None
+        self._restarts = 0
+        self.seq_at_start = 0
 
     def start(self) -> None:
+        """Check the store opens (StoreError with a one-line reason if not), then start the child and thread."""
+        try:
+            store = Store(self.store_path)
+        except StoreError:
+            self.sub.close()
+            raise
+        try:
+            self.seq_at_start = store.max_seq()
+        finally:
+            store.close()
+        self._spawn()
         self._thread.start()
 
     def stop(self) -> None:
-        """Flush everything still queued, then close the store."""
+        """Flush everything still queued, wait until the child has stored it, and let it exit."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
         self.sub.close()
-        self.store.close()
+
+    # --- the child ----------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "proxycap.writer_child", str(self.store_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # it reports on stdout; nothing may reach the user's terminal raw
+        )
+        threading.Thread(target=self._listen, args=(child,), name="proxycap-store-listener", daemon=True).start()
+        with self._lock:
+            self._child = child
+            unstored = [batch for batch, _ in self._sent]
+        try:
+            for batch in unstored:  # a restarted child gets what its predecessor did not store
+                write_frame(child.stdin, batch)
+        except (BrokenPipeError, ValueError):
+            self._restart(child)
+
+    def _listen(self, child: subprocess.Popen[bytes]) -> None:
+        """The child's reports: batches stored (the backlog shrinks), failures to log."""
+        assert child.stdout is not None
+        while (frame := read_frame(child.stdout.fileno())) is not None:
+            kind, *args = pickle.loads(frame)
+            if kind == "written":
+                with self._lock:
+                    for _ in range(args[0]):
+                        self.sub.bytes_out += self._sent.popleft()[1]
+                self.sub.failing = False
+            elif kind == "recovered":
+                logger.warning(args[0])
+            elif kind == "failing":
+                self.sub.failing = True
+                logger.error(f"cannot write captured flows, will retry: {args[0]}")
+            else:  # lost, crashed
+                self.sub.failing = True
+                logger.error(f"store writer: {args[0]}")
+                if len(args) > 1:
+                    logger.debug(args[1])
+
+    def _send(self, batch: bytes, size: int) -> None:
+        with self._lock:
+            child = self._child
+            if child is None:  # given up (logged): nothing to keep it for
+                return
+            self._sent.append((batch, size))
+        try:
+            write_frame(child.stdin, batch)
+        except (BrokenPipeError, ValueError):
+            self._restart(child)
+
+    def _restart(self, child: subprocess.Popen[bytes]) -> None:
+        code = child.wait()
+        if self._restarts >= RESTARTS:
+            logger.error(f"store writer exited ({code}) again; flows are no longer stored")
+            self.sub.failing = True
+            with self._lock:
+                self._child = None
+                self._sent.clear()
+            return
+        self._restarts += 1
+        logger.error(f"store writer exited ({code}); restarting it")
+        self._spawn()
+
+    def _finish(self) -> None:
+        with self._lock:
+            child = self._child
+        if child is None or child.stdin is None:
+            return
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.close()
+        child.wait()
+
+    # --- the thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        pending: list[Any] = []
         while True:
             stopping = self._stop.wait(BATCH_INTERVAL)
-            pending.extend(self.sub.drain(MAX_BATCH))
-            backlog = len(pending) >= MAX_BATCH
-            if pending:
-                pending = self._write(pending)
-            if backlog and not self.sub.queue and MALLOC_TRIM is not None:
+            events = self.sub.drain(MAX_BATCH)
+            if events:
+                size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
+                self._send(pickle.dumps(collapse(events), protocol=5), size)
+            if len(events) == MAX_BATCH and not self.sub.queue and MALLOC_TRIM is not None:
                 MALLOC_TRIM(0)  # caught up after a backlog
-            if stopping and (pending or not self.sub.queue):
-                if pending:
-                    logger.error(f"{len(pending)} events could not be written to {self.store.path}")
+            if stopping and not self.sub.queue:
+                self._finish()
                 return
-
-    def _write(self, events: list[Any]) -> list[Any]:
-        """Write a batch; on failure keep it for the next try and say so once."""
-        flows, logs, clients = collapse(events)
-        try:
-            self.store.write(flows, logs, clients)
-        except StoreError as e:
-            if not self._failing:
-                logger.error(f"cannot write captured flows, will retry: {e}")
-            self._failing = True
-            return events
-        if self._failing:
-            logger.warning(f"writing to {self.store.path} works again")
-        self._failing = False
-        return []
 
 
 Batch = tuple[list[tuple[dict[str, Any], dict[str, Any] | None]], list[tuple], list[tuple]]

@@ -136,6 +136,8 @@ def test_port_in_use(tmp_path: Path, confdir: Path) -> None:
         (["--mode", "bogus"], "bogus"),
         (["-s", "/nonexistent/script.py"], "script"),
         (["--allow", "300.1.2.3"], "300.1.2.3"),
+        (["--set", "proxycap_backlog=lots"], "proxycap_backlog"),
+        (["--set", "proxycap_backlog=0"], "proxycap_backlog"),
     ],
 )
 def test_bad_proxy_options(tmp_path: Path, confdir: Path, args: list[str], needle: str) -> None:

@@ -1,0 +1,127 @@
+"""The store writer's child process: ``python -m proxycap.writer_child STORE``.
+
+Serialising flows (tnetstring), compressing them (zstd) and SQLite cost about as much CPU per flow as
+mitmproxy itself; in the proxy's process they would share its GIL and cut its throughput (bench/RESULTS.md).
+Here they run on an interpreter of their own. The parent sends pickled batches (``writer.collapse`` output) on
+stdin and reads one-line reports on stdout, both as length-prefixed frames. A batch that cannot be written is
+kept and retried; at the end of input whatever is still unwritten is reported as lost.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
+import time
+import traceback
+from typing import Any
+
+from proxycap.store import Store, StoreError
+
+_HEADER = struct.Struct("!I")
+RETRY_INTERVAL = 1.0  # seconds between attempts while the store cannot be written
+MERGE = 16  # batches written per transaction when the child is behind
+
+
+def write_frame(stream: Any, payload: bytes) -> None:
+    stream.write(_HEADER.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def read_frame(fd: int) -> bytes | None:
+    """The next frame from a raw file descriptor, or None at end of input."""
+    header = _read_exact(fd, _HEADER.size)
+    return None if header is None else _read_exact(fd, _HEADER.unpack(header)[0])
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _report(kind: str, *args: Any) -> None:
+    write_frame(sys.stdout.buffer, pickle.dumps((kind, *args)))
+
+
+def _merge(batches: list[bytes]) -> tuple[list, list, list]:
+    flows: list = []
+    logs: list = []
+    clients: list = []
+    for payload in batches:
+        f, lg, c = pickle.loads(payload)
+        flows += f
+        logs += lg
+        clients += c
+    return flows, logs, clients
+
+
+def run(path: str) -> int:
+    fd = sys.stdin.fileno()
+    store = Store(path)
+    pending: collections.deque[bytes] = collections.deque()
+    eof = False
+    retry_at: float | None = None  # set while the store cannot be written
+    try:
+        while True:
+            now = time.monotonic()
+            # Read what is there before writing (bigger transactions when behind), within limits.
+            more = len(pending) < MERGE if retry_at is None else now < retry_at
+            wait = 0.0 if retry_at is None else max(0.0, retry_at - now)
+            if not eof and (not pending or (more and select.select([fd], [], [], wait)[0])):
+                frame = read_frame(fd)
+                if frame is None:
+                    eof = True
+                else:
+                    pending.append(frame)
+                continue
+            if pending:
+                batches = [pending[i] for i in range(min(MERGE, len(pending)))]
+                try:
+                    store.write(*_merge(batches))
+                except StoreError as e:
+                    if retry_at is None:
+                        _report("failing", str(e))
+                    retry_at = time.monotonic() + RETRY_INTERVAL
+                else:
+                    for _ in batches:
+                        pending.popleft()
+                    if retry_at is not None:
+                        _report("recovered", f"writing to {store.path} works again")
+                    retry_at = None
+                    _report("written", len(batches))
+                    continue
+            if eof and (not pending or retry_at is not None):
+                if pending:
+                    lost = sum(len(_merge([b])[0]) for b in pending)
+                    _report("lost", f"{lost} flows could not be written to {store.path}")
+                    return 1
+                return 0
+    finally:
+        store.close()
+
+
+def main() -> int:
+    # Ctrl-C reaches the whole process group; the parent decides when to stop (it closes our stdin).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return run(sys.argv[1])
+    except StoreError as e:
+        _report("lost", str(e))
+    except Exception as e:  # report, don't print: the parent owns the terminal
+        _report("crashed", f"{type(e).__name__}: {e}", traceback.format_exc())
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The store writer's child process: failures are retried, a killed child is replaced, a stalled one slows the proxy.
+
+Real proxy, real origin, real store; the child is disturbed the way the world would (a broken table, SIGKILL,
+SIGSTOP as a stand-in for a disk that stopped answering).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Proxy, start_proxy
+from origins import OriginServer, TestPKI
+
+
+def _writer_pid() -> int:
+    """The store writer child of this (test) process, found as a user would: by its command line."""
+    me = os.getpid()
+    for task in os.listdir(f"/proc/{me}/task"):
+        with open(f"/proc/{me}/task/{task}/children") as f:
+            for pid in f.read().split():
+                with open(f"/proc/{pid}/cmdline", "rb") as c:
+                    if b"proxycap.writer_child" in c.read():
+                        return int(pid)
+    raise AssertionError("no store writer process")
+
+
+def _wait_event(proxy: Proxy, text: str, timeout: float = 10) -> None:
+    """Until the store's event log has a line containing ``text``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(proxy.store_path) as db:
+            if db.execute("SELECT 1 FROM events WHERE instr(message, ?)", (text,)).fetchone():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no event log line with {text!r}")
+
+
+@pytest.fixture
+def small_backlog_proxy(tmp_path: Path, confdir: Path, pki: TestPKI) -> Iterator[Proxy]:
+    p = start_proxy(tmp_path, confdir, pki, sets=["proxycap_backlog=256k"])
+    try:
+        yield p
+    finally:
+        p.session.stop()
+
+
+def test_store_failure_is_retried_without_stopping_the_proxy(small_backlog_proxy: Proxy, origin: OriginServer) -> None:
+    proxy = small_backlog_proxy
+    with proxy.client() as c:
+        assert c.get(f"{origin.url}/json").status_code == 200
+    proxy.wait_flows(1)  # the writer has the store open
+    with sqlite3.connect(proxy.store_path) as db:
+        (schema,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'flow_data'").fetchone()
+        db.execute("DROP TABLE flow_data")
+    with proxy.client() as c:  # more than the backlog limit: waiting for a broken store would hang these
+        for _ in range(4):
+            assert c.get(f"{origin.url}/bytes/200000").status_code == 200
+    log = proxy.store_path.parent / "proxycap.log"  # the store cannot tell: the log file does
+    deadline = time.monotonic() + 10
+    while "will retry" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with sqlite3.connect(proxy.store_path) as db:
+        db.execute(schema)
+    assert len(proxy.wait_flows(5)) == 5
+    _wait_event(proxy, "cannot write captured flows, will retry")  # kept, and stored once it could be
+    _wait_event(proxy, "works again")
+    proxy.session.stop()
+    with sqlite3.connect(proxy.store_path) as db:  # every body sent while the table was gone
+        assert db.execute("SELECT count(*) FROM flow_data").fetchone()[0] == 4
+
+
+def test_killed_writer_is_replaced_and_nothing_is_lost(proxy: Proxy, origin: OriginServer) -> None:
+    with proxy.client() as c:
+        assert c.get(f"{origin.url}/json").status_code == 200
+        os.kill(_writer_pid(), signal.SIGKILL)
+        for _ in range(5):
+            assert c.get(f"{origin.url}/json").status_code == 200
+    assert len(proxy.wait_flows(6)) == 6
+    _wait_event(proxy, "restarting it")
+    proxy.session.stop()
+    with sqlite3.connect(proxy.store_path) as db:
+        assert db.execute("SELECT count(*) FROM flow_data").fetchone()[0] == 6
+
+
+def test_stalled_store_slows_the_proxy_instead_of_filling_memory(
+    small_backlog_proxy: Proxy, origin: OriginServer
+) -> None:
+    proxy = small_backlog_proxy
+    pid = _writer_pid()
+    os.kill(pid, signal.SIGSTOP)
+    statuses: list[int] = []
+
+    def fetch() -> None:
+        with proxy.client(timeout=30) as c:
+            statuses.extend(c.get(f"{origin.url}/bytes/100000").status_code for _ in range(8))
+
+    client = threading.Thread(target=fetch)
+    try:
+        client.start()
+        client.join(3)
+        # The pipe to the child holds 64 KB and the backlog 256 KB: 8 x 100 KB cannot all get through.
+        assert client.is_alive() and len(statuses) < 8
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    client.join(30)
+    assert statuses == [200] * 8
+    assert len(proxy.wait_flows(8)) == 8
