@@ -40,34 +40,6 @@ def _stats(xs: list[float]) -> dict[str, Any]:
 # --- filtering the store ---------------------------------------------------------------------------
 
 
-def summary_predicate(flt: Any) -> Callable[[dict[str, Any]], bool] | None:
-    """PROPOSAL prototype (not proxycap code): evaluate a mitmproxy filter on the stored summary row when every
-    term only needs summary columns (~d ~src ~m ~c ~u and & | !); None when a term needs the full flow."""
-    from mitmproxy import flowfilter as ff
-
-    if isinstance(flt, ff.FAnd | ff.FOr):
-        parts = [summary_predicate(x) for x in flt.lst]
-        if any(p is None for p in parts):
-            return None
-        combine = all if isinstance(flt, ff.FAnd) else any
-        return lambda r: combine(p(r) for p in parts)  # type: ignore[misc]
-    if isinstance(flt, ff.FNot):
-        inner = summary_predicate(flt.itm)
-        return None if inner is None else (lambda r: not inner(r))
-    rex = getattr(flt, "re", None)
-    if isinstance(flt, ff.FDomain):
-        return lambda r: bool(rex.search(r["host"] or ""))
-    if isinstance(flt, ff.FSrc):
-        return lambda r: bool(r["client_ip"]) and bool(rex.search(f"{r['client_ip']}:{r['client_port']}"))
-    if isinstance(flt, ff.FUrl):
-        return lambda r: bool(rex.search(r["url"] or ""))
-    if isinstance(flt, ff.FMethod):
-        return lambda r: bool(rex.search((r["method"] or "").encode()))
-    if isinstance(flt, ff.FCode):
-        return lambda r: r["status"] == flt.num
-    return None
-
-
 def filter_timings(store_path: Path, repeats: int = 5) -> dict[str, Any]:
     """How long each way of filtering the stored flows by client IP and by host takes (in this process)."""
     from proxycap.store import Query, Store
@@ -90,20 +62,6 @@ def filter_timings(store_path: Path, repeats: int = 5) -> dict[str, Any]:
                 return len(found)
             return run
 
-        def proposed(text: str) -> Callable[[], int]:
-            from mitmproxy import flowfilter
-
-            pred = summary_predicate(flowfilter.parse(text))
-            assert pred is not None
-            return lambda: sum(1 for row in store.iter_rows(Query()) if pred(row))
-
-        # `X REGEXP Y` calls regexp(Y, X); re caches the compiled pattern.
-        store._db.create_function("regexp", 2, lambda p, v: v is not None and re.search(p, v, re.I) is not None,
-                                  deterministic=True)
-
-        def regexp(column: str, pattern: str) -> Callable[[], int]:
-            return lambda: len(store._read(f"SELECT seq FROM flows WHERE {column} REGEXP ? ORDER BY seq", (pattern,)))
-
         cases: list[tuple[str, str, Callable[[], int], int, bool]] = [
             (f"client {client}", "Store.seqs(Query(client_ip)) [SQL, index]",
              lambda: len(store.seqs(Query(client_ip=client))), repeats, True),
@@ -113,16 +71,13 @@ def filter_timings(store_path: Path, repeats: int = 5) -> dict[str, Any]:
              lambda: len(load_sql(store, ViewSpec(client_ip=client)).seqs), repeats, True),
             (f"host {host}", "TUI filter text (URL substring, SQL scan)",
              lambda: len(load_sql(store, ViewSpec().with_filter(host)).seqs), repeats, True),
-            (f"~src {client}", "TUI filter expression (full-flow scan)", expr(f"~src {re.escape(client)}"), 1, True),
-            (f"~d {host}", "TUI filter expression (full-flow scan)", expr(f"~d {re.escape(host)}"), 1, True),
-            (f"~src {client}", "PROPOSED: expression on summary rows (bench.ui.summary_predicate)",
-             proposed(f"~src {re.escape(client)}"), repeats, False),
-            (f"~d {host}", "PROPOSED: expression on summary rows (bench.ui.summary_predicate)",
-             proposed(f"~d {re.escape(host)}"), repeats, False),
-            (f"~d {host}", "PROPOSED: ~d as SQL `host REGEXP ?` (Python regexp function)",
-             regexp("host", re.escape(host)), repeats, False),
-            (f"~src {client}", "PROPOSED: ~src as SQL REGEXP over client_ip:client_port",
-             regexp("(client_ip || ':' || client_port)", re.escape(client)), repeats, False),
+            (f"~src {client}", "TUI filter expression (SQL on summaries)", expr(f"~src {re.escape(client)}"), repeats,
+             True),
+            (f"~d {host}", "TUI filter expression (SQL on summaries)", expr(f"~d {re.escape(host)}"), repeats, True),
+            (f"~d {host} & ~c 200", "TUI filter expression (SQL on summaries)",
+             expr(f"~d {re.escape(host)} & ~c 200"), repeats, True),
+            (f"~d {host} & ~bs x", "TUI filter expression (needs bodies: full-flow scan)",
+             expr(f"~d {re.escape(host)} & ~bs x"), 1, False),
         ]
         rows = []
         for name, path, fn, n, checked in cases:

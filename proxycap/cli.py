@@ -186,6 +186,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
 
     from proxycap.filtering import FilterError, compile_filter, matching_rows
     from proxycap.fmt import flow_line
+    from proxycap.sqlfilter import to_sql
     from proxycap.store import Query
 
     if args.help_filters:
@@ -196,9 +197,10 @@ def cmd_flows(args: argparse.Namespace) -> int:
         flt = compile_filter(args.filter) if args.filter else None
     except FilterError as e:
         raise UserError(f"{e} (operators: proxycap flows --help-filters)") from None
+    sql = to_sql(flt) if flt else None
     store = Store(args.store or default_store(), readonly=True)
     try:
-        for row in matching_rows(store, Query(client_ip=args.client), flt, args.limit):
+        for row in matching_rows(store, Query(client_ip=args.client, sql=sql), None if sql else flt, args.limit):
             print(json.dumps(row) if args.json else flow_line(row))
     except BrokenPipeError:
         sys.stderr.close()  # `proxycap flows | head` is fine

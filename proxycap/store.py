@@ -22,6 +22,7 @@ from mitmproxy import http
 from mitmproxy.io import compat, tnetstring
 
 from proxycap import flowstate
+from proxycap.sqlfilter import regexp
 from proxycap.summary import FIELDS
 
 SCHEMA_VERSION = 1
@@ -111,6 +112,9 @@ class Query:
     text: str | None = None  # substring of the URL
     marked: bool | None = None
     after_seq: int = 0
+    sql: tuple[str, tuple[Any, ...]] | None = None  # a translated filter expression (``sqlfilter.to_sql``)
+    state: str | None = None  # "live", "done" or "error"
+    ids: tuple[str, ...] | None = None  # only these flows
 
     def where(self) -> tuple[str, list[Any]]:
         clauses, args = ["seq > ?"], [self.after_seq]
@@ -129,6 +133,15 @@ class Query:
         if self.marked is not None:
             clauses.append("marked = ?")
             args.append(int(self.marked))
+        if self.sql is not None:
+            clauses.append(f"({self.sql[0]})")
+            args.extend(self.sql[1])
+        if self.state is not None:
+            clauses.append("state = ?")
+            args.append(self.state)
+        if self.ids is not None:
+            clauses.append(f"id IN ({', '.join('?' * len(self.ids))})")
+            args.extend(self.ids)
         return " AND ".join(clauses), args
 
 
@@ -165,6 +178,7 @@ class Store:
         uri = f"{self.path.resolve().as_uri()}?mode={'ro' if self.readonly else 'rwc'}"
         try:
             db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=10)
+            db.create_function("regexp", 3, regexp, deterministic=True)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not self.readonly:
@@ -346,6 +360,11 @@ class Store:
             return None
         state = flowstate.join(*(decode_state(blob) for blob in rows[0]))
         return http.HTTPFlow.from_state(compat.migrate_flow(state))
+
+    def ids(self, query: Query) -> list[str]:
+        """The flow ids a query selects (for the few rows a live view keeps watching)."""
+        where, args = query.where()
+        return [r[0] for r in self._read(f"SELECT id FROM flows WHERE {where}", args)]
 
     def seq_of(self, flow_id: str) -> int | None:
         rows = self._read("SELECT seq FROM flows WHERE id = ?", (flow_id,))

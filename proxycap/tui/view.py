@@ -20,6 +20,7 @@ from mitmproxy import http
 
 from proxycap.bus import FlowEvent
 from proxycap.filtering import compile_filter, matching_rows
+from proxycap.sqlfilter import to_sql
 from proxycap.store import Query, Store
 
 # What a view can be sorted by: the list's columns, in the order the sort key cycles through them.
@@ -47,7 +48,7 @@ class ViewSpec:
 
     client_ip: str | None = None
     text: str | None = None  # URL substring (SQL)
-    expr: str | None = None  # mitmproxy filter expression (evaluated on full flows in a worker)
+    expr: str | None = None  # mitmproxy filter expression (in SQL if summaries answer it, else on full flows)
     order: str = "seq"
     descending: bool = False
     floor: int = 0
@@ -131,8 +132,11 @@ def scan_expr(
     assert spec.expr is not None
     flt = compile_filter(spec.expr)
     query = spec.query(after_seq)
-    hi = store.max_seq()
     recheck = list(recheck)
+    if (sql := to_sql(flt)) is not None:
+        report(_select_sql(store, spec, query, sql, recheck, reset))
+        return
+    hi = store.max_seq()
     batch = Batch([], max(hi, after_seq), reset=reset, total=store.count(query) + len(recheck), done=False)
     deadline = time.monotonic() + interval
     matched: list[int] = []
@@ -173,6 +177,21 @@ def scan_expr(
         members = set(matched)
         batch.seqs, batch.reset = [s for s in store.seqs(query, spec.order) if s in members], True
     flush(done=True)
+
+
+def _select_sql(
+    store: Store, spec: ViewSpec, query: Query, sql: tuple[str, tuple[Any, ...]], recheck: list[str], reset: bool
+) -> Batch:
+    """``scan_expr`` for an expression the summary columns answer: one query instead of decoding every flow."""
+    hi = store.max_seq()
+    seqs = store.seqs(dataclasses.replace(query, sql=sql), spec.order if reset else "seq")
+    if recheck:
+        again = store.seqs(dataclasses.replace(spec.query(), sql=sql, ids=tuple(recheck)))
+        seqs = sorted({*seqs, *again})
+    # Live flows that do not match yet (no status for ``~c 200``): checked again once they finish.
+    waiting = store.ids(dataclasses.replace(query, state="live", sql=(f"NOT ({sql[0]})", sql[1])))
+    n = len(seqs) + len(waiting)
+    return Batch(seqs, max(hi, query.after_seq, max(seqs, default=0)), reset, set(waiting), n, n, done=True)
 
 
 def resort(store: Store, spec: ViewSpec, members: Iterable[int]) -> list[int]:
