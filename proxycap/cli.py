@@ -184,9 +184,8 @@ def _print_flows(sub, line: Callable, done: threading.Event) -> None:
 def cmd_flows(args: argparse.Namespace) -> int:
     from mitmproxy import flowfilter
 
-    from proxycap.filtering import FilterError, compile_filter, matching_rows
+    from proxycap.filtering import FilterError, compile_filter, matching_rows, with_expression
     from proxycap.fmt import flow_line
-    from proxycap.sqlfilter import to_sql
     from proxycap.store import Query
 
     if args.help_filters:
@@ -197,10 +196,11 @@ def cmd_flows(args: argparse.Namespace) -> int:
         flt = compile_filter(args.filter) if args.filter else None
     except FilterError as e:
         raise UserError(f"{e} (operators: proxycap flows --help-filters)") from None
-    sql = to_sql(flt) if flt else None
     store = Store(args.store or default_store(), readonly=True)
     try:
-        for row in matching_rows(store, Query(client_ip=args.client, sql=sql), None if sql else flt, args.limit):
+        query = Query(client_ip=args.client)
+        narrowed = with_expression(store, query, flt) if flt else None
+        for row in matching_rows(store, narrowed or query, None if narrowed else flt, args.limit):
             print(json.dumps(row) if args.json else flow_line(row))
     except BrokenPipeError:
         sys.stderr.close()  # `proxycap flows | head` is fine

@@ -1,12 +1,14 @@
-"""mitmproxy filter expressions over stored flows, plus exact client/host/status narrowing done in SQL."""
+"""mitmproxy filter expressions over stored flows: in SQL where the summaries answer them, else on full flows."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from mitmproxy import flowfilter
 
+from proxycap.sqlfilter import to_sql
 from proxycap.store import Query, Store
 
 
@@ -22,6 +24,15 @@ def compile_filter(expr: str) -> flowfilter.TFilter:
         col = getattr(e.__cause__, "col", None)
         where = f" at column {col}, near {expr[col - 1 : col + 11]!r}" if col else ""
         raise FilterError(f"invalid filter expression {expr!r}{where}") from None
+
+
+def with_expression(store: Store, query: Query, flt: flowfilter.TFilter, negate: bool = False) -> Query | None:
+    """``query`` narrowed (in SQL) to the rows ``flt`` matches, or not, if summaries answer it; else None."""
+    clause = to_sql(flt, lambda column: store.distinct(column, query))
+    if clause is None:
+        return None
+    sql, args = clause
+    return dataclasses.replace(query, sql=(f"NOT ({sql})" if negate else sql, args))
 
 
 def matching_rows(

@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mitmproxy import http
+from mitmproxy import flowfilter, http
 
 from proxycap.bus import FlowEvent
-from proxycap.filtering import compile_filter, matching_rows
-from proxycap.sqlfilter import to_sql
+from proxycap.filtering import compile_filter, matching_rows, with_expression
+from proxycap.sqlfilter import answerable
 from proxycap.store import Query, Store
 
 # What a view can be sorted by: the list's columns, in the order the sort key cycles through them.
@@ -133,8 +133,8 @@ def scan_expr(
     flt = compile_filter(spec.expr)
     query = spec.query(after_seq)
     recheck = list(recheck)
-    if (sql := to_sql(flt)) is not None:
-        report(_select_sql(store, spec, query, sql, recheck, reset))
+    if answerable(flt):
+        report(_select_sql(store, spec, query, flt, recheck, reset))
         return
     hi = store.max_seq()
     batch = Batch([], max(hi, after_seq), reset=reset, total=store.count(query) + len(recheck), done=False)
@@ -180,16 +180,18 @@ def scan_expr(
 
 
 def _select_sql(
-    store: Store, spec: ViewSpec, query: Query, sql: tuple[str, tuple[Any, ...]], recheck: list[str], reset: bool
+    store: Store, spec: ViewSpec, query: Query, flt: flowfilter.TFilter, recheck: list[str], reset: bool
 ) -> Batch:
-    """``scan_expr`` for an expression the summary columns answer: one query instead of decoding every flow."""
+    """``scan_expr`` for an expression the summary columns answer: a few queries instead of decoding every flow."""
     hi = store.max_seq()
-    seqs = store.seqs(dataclasses.replace(query, sql=sql), spec.order if reset else "seq")
-    if recheck:
-        again = store.seqs(dataclasses.replace(spec.query(), sql=sql, ids=tuple(recheck)))
-        seqs = sorted({*seqs, *again})
+    matching = with_expression(store, query, flt)
+    assert matching is not None
+    seqs = store.seqs(matching, spec.order if reset else "seq")
+    if recheck and (again := with_expression(store, dataclasses.replace(spec.query(), ids=tuple(recheck)), flt)):
+        seqs = sorted({*seqs, *store.seqs(again)})
     # Live flows that do not match yet (no status for ``~c 200``): checked again once they finish.
-    waiting = store.ids(dataclasses.replace(query, state="live", sql=(f"NOT ({sql[0]})", sql[1])))
+    not_yet = with_expression(store, dataclasses.replace(query, state="live"), flt, negate=True)
+    waiting = store.ids(not_yet) if not_yet else []
     n = len(seqs) + len(waiting)
     return Batch(seqs, max(hi, query.after_seq, max(seqs, default=0)), reset, set(waiting), n, n, done=True)
 
