@@ -10,32 +10,20 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import logging
 import pickle
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent, state_bytes
 from proxycap.store import Store, StoreError
-from proxycap.writer_child import read_frame, write_frame
+from proxycap.writer_child import Trimmer, read_frame, write_frame
 
 logger = logging.getLogger(__name__)
 
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``: after a backlog of bodies, hand the freed heap back to the OS (bench/RESULTS.md)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc (macOS, musl)
-        return None
-
-
-MALLOC_TRIM = _malloc_trim()
 
 BATCH_INTERVAL = 0.05  # seconds between batches when traffic is steady
 MAX_BATCH = 500  # events per batch: bounds the bodies a batch holds and how long it holds the write lock
@@ -151,14 +139,14 @@ class StoreWriter:
     # --- the thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        trimmer = Trimmer()
         while True:
             stopping = self._stop.wait(BATCH_INTERVAL)
             events = self.sub.drain(MAX_BATCH)
             if events:
                 size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
                 self._send(pickle.dumps(collapse(events), protocol=5), size)
-            if len(events) == MAX_BATCH and not self.sub.queue and MALLOC_TRIM is not None:
-                MALLOC_TRIM(0)  # caught up after a backlog
+            trimmer.after(len(events))
             if stopping and not self.sub.queue:
                 self._finish()
                 return
