@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from proxycap import __version__
+from proxycap import __version__, gcsettle
 from proxycap.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig, EngineError
 from proxycap.paths import default_log_file, default_store
 from proxycap.store import Store, StoreError
@@ -153,6 +153,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
     printer = None if args.quiet else session.bus.subscribe("record-printer", limit=100_000)
     session.start()
+    gcsettle.settle()
     addrs = ", ".join(f"{h}:{p}" for h, p in session.engine.listen_addrs)
     print(
         f"proxycap {__version__} listening on {addrs}, recording to {session.store_path}",
@@ -240,6 +241,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from proxycap.tui.app import ProxycapApp
 
+        gcsettle.settle()  # the proxy, mitmproxy and Textual are loaded: the bulk of what lives until exit
         ProxycapApp(session.store_path, session, client=args.client).run()
     finally:
         session.stop()
