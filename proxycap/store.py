@@ -140,9 +140,9 @@ class Query:
         if self.state is not None:
             clauses.append("state = ?")
             args.append(self.state)
-        if self.ids is not None:
-            clauses.append(f"id IN ({', '.join('?' * len(self.ids))})")
-            args.extend(self.ids)
+        if self.ids is not None:  # one JSON parameter: no limit on how many
+            clauses.append("id IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(self.ids))
         return " AND ".join(clauses), args
 
 
