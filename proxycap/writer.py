@@ -39,6 +39,7 @@ class StoreWriter:
         self._lock = threading.Lock()  # guards _sent and _child between the sending and the listening thread
         self._sent: collections.deque[tuple[bytes, int]] = collections.deque()  # (batch, bytes) not yet stored
         self._child: subprocess.Popen[bytes] | None = None
+        self._listener: threading.Thread | None = None
         self._restarts = 0
         self.seq_at_start = 0
 
@@ -72,7 +73,10 @@ class StoreWriter:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # it reports on stdout; nothing may reach the user's terminal raw
         )
-        threading.Thread(target=self._listen, args=(child,), name="proxycap-store-listener", daemon=True).start()
+        self._listener = threading.Thread(
+            target=self._listen, args=(child,), name="proxycap-store-listener", daemon=True
+        )
+        self._listener.start()
         with self._lock:
             self._child = child
             unstored = [batch for batch, _ in self._sent]
@@ -134,7 +138,11 @@ class StoreWriter:
             return
         with contextlib.suppress(BrokenPipeError):
             child.stdin.close()
-        child.wait()
+        code = child.wait()
+        if self._listener is not None:
+            self._listener.join()  # its last reports are read before the count below
+        if self._sent:  # the child said why, if it could; make sure the count is in the log
+            logger.error(f"store writer exited ({code}) with {len(self._sent)} batches not confirmed as stored")
 
     # --- the thread ---------------------------------------------------------------------------------
 

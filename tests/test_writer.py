@@ -85,6 +85,7 @@ def test_killed_writer_is_replaced_and_nothing_is_lost(proxy: Proxy, origin: Ori
     assert len(proxy.wait_flows(6)) == 6
     _wait_event(proxy, "restarting it")
     proxy.session.stop()
+    assert "not confirmed" not in (proxy.store_path.parent / "proxycap.log").read_text()  # all stored, all said
     with sqlite3.connect(proxy.store_path) as db:
         assert db.execute("SELECT count(*) FROM flow_data").fetchone()[0] == 6
 
