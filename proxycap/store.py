@@ -78,6 +78,11 @@ CREATE TABLE events (
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
+# The few flows still in flight, which expression filters look at again once they finish. A partial index only
+# serves queries that name its condition literally: see Query.where.
+_LIVE_INDEX = "CREATE INDEX IF NOT EXISTS flows_live ON flows (seq) WHERE state = 'live'"
+STATES = ("live", "done", "error")
+
 _INSERT = f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) RETURNING seq"
 # Update before insert: an upsert would burn an AUTOINCREMENT number on every update, leaving gaps in "#".
 _UPDATE = (
@@ -138,8 +143,9 @@ class Query:
             clauses.append(f"({self.sql[0]})")
             args.extend(self.sql[1])
         if self.state is not None:
-            clauses.append("state = ?")
-            args.append(self.state)
+            if self.state not in STATES:
+                raise ValueError(f"no flow state {self.state!r}")
+            clauses.append(f"state = '{self.state}'")  # a literal, so the partial index on live flows applies
         if self.ids is not None:  # one JSON parameter: no limit on how many
             clauses.append("id IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(self.ids))
@@ -204,6 +210,11 @@ class Store:
                 f"{where} has schema version {version}, this proxycap reads version {SCHEMA_VERSION}; "
                 "open it with a matching proxycap or record into a new --store"
             )
+        if not self.readonly:
+            try:  # added after version 1 shipped; an index, so older stores simply get it here
+                db.execute(_LIVE_INDEX)
+            except sqlite3.DatabaseError as e:
+                raise StoreError(self._explain(e)) from None
         return db
 
     def _explain(self, e: sqlite3.DatabaseError) -> str:
@@ -379,7 +390,10 @@ class Store:
     def distinct(self, column: str, query: Query) -> list[Any]:
         """The distinct values of a column (or SQL expression over the columns) in a query's rows, in one step."""
         where, args = query.where()
-        sql = f"SELECT json_group_array(DISTINCT v) FROM (SELECT {column} AS v FROM flows WHERE {where})"
+        if query.state is None:  # SELECT DISTINCT may walk the column's index: 3x faster over a whole store
+            sql = f"SELECT json_group_array(v) FROM (SELECT DISTINCT {column} AS v FROM flows WHERE {where})"
+        else:  # ... but for the few live flows, walking that index instead of flows_live costs 100+ ms
+            sql = f"SELECT json_group_array(DISTINCT v) FROM (SELECT {column} AS v FROM flows WHERE {where})"
         return json.loads(self._read(sql, args)[0][0])
 
     def ids(self, query: Query) -> list[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tui_data import build_store
@@ -74,3 +76,18 @@ def test_a_body_expression_still_scans_full_flows(store: Store) -> None:
     found: list[int] = []
     scan_expr(store, ViewSpec(expr="~bs credentials"), 0, [], lambda b: found.extend(b.seqs), lambda: False, True)
     assert [store.rows([s])[s]["path"] for s in found] == ["/v1/login"]
+
+
+def test_live_flows_are_indexed_in_older_stores_too(tmp_path: Path) -> None:
+    path = build_store(tmp_path / "older.db")
+    with sqlite3.connect(path) as db:  # as a store made before the index existed
+        db.execute("DROP INDEX flows_live")
+    Store(path, readonly=True).close()  # reading does not need it
+    store = Store(path)
+    try:
+        where, args = Query(state="live").where()
+        plan = store._read(f"EXPLAIN QUERY PLAN SELECT id FROM flows WHERE {where}", args)
+        assert "flows_live" in str(plan)
+        assert len(store.ids(Query(state="live"))) == 1  # the one flow in flight in the test data
+    finally:
+        store.close()
