@@ -139,30 +139,30 @@ class Recorder:
     def http_connect(self, f: http.HTTPFlow) -> None:
         self._connects[f.client_conn.id] = f
 
-    def http_connect_error(self, f: http.HTTPFlow) -> None:
+    def http_connect_error(self, f: http.HTTPFlow) -> Awaitable[None] | None:
         """A tunnel that never opened (upstream unreachable): Fiddler shows these, mitmproxy's hooks skip them."""
         self._connects.pop(f.client_conn.id, None)
         if not f.error:
             detail = f"{f.response.status_code} {f.response.reason}" if f.response else "no response"
             f.error = flow.Error(f"CONNECT to {f.request.host}:{f.request.port} failed: {detail}")
-        self._publish("error", f)
+        return self._publish("error", f)
 
     # --- WebSocket ------------------------------------------------------------------------------
 
-    def websocket_start(self, f: http.HTTPFlow) -> None:
+    def websocket_start(self, f: http.HTTPFlow) -> Awaitable[None] | None:
         self._ws_snapshot[f.id] = time.monotonic()
-        self._publish("websocket", f)
+        return self._publish("websocket", f)
 
-    def websocket_message(self, f: http.HTTPFlow) -> None:
+    def websocket_message(self, f: http.HTTPFlow) -> Awaitable[None] | None:
         now = time.monotonic()
         snapshot = now - self._ws_snapshot.get(f.id, 0.0) >= WS_SNAPSHOT_INTERVAL
         if snapshot:
             self._ws_snapshot[f.id] = now
-        self._publish("websocket", f, with_state=snapshot)
+        return self._publish("websocket", f, with_state=snapshot)
 
-    def websocket_end(self, f: http.HTTPFlow) -> None:
+    def websocket_end(self, f: http.HTTPFlow) -> Awaitable[None] | None:
         self._ws_snapshot.pop(f.id, None)
-        self._publish("websocket", f)
+        return self._publish("websocket", f)
 
     # --- connections ----------------------------------------------------------------------------
 
@@ -179,17 +179,18 @@ class Recorder:
     def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
         self._conns.forget(data.server)
 
-    def tls_failed_client(self, data: tls.TlsData) -> None:
+    def tls_failed_client(self, data: tls.TlsData) -> Awaitable[None] | None:
         """Record the failed tunnel as a flow with an error, so the user sees which device lacks the CA."""
         client = data.context.client
         ip = peer(client.peername)[0]
         reason = client.error or "handshake failed"
         message = f"TLS handshake with client {ip} for {client.sni or '?'} failed: {reason}; {CA_HINT}"
         f = self._connects.pop(client.id, None)
-        if f is not None:
-            f.error = flow.Error(message)
-            self._publish("error", f)
         self.bus.publish(LogEvent(time.time(), "WARNING", message, ip, f.id if f else None))
+        if f is None:
+            return None
+        f.error = flow.Error(message)
+        return self._publish("error", f)
 
 
 addons = [Recorder()]

@@ -66,6 +66,16 @@ def _ms(start: float | None, end: float | None) -> float | None:
     return round(max(end - start, 0.0) * 1000, 3)
 
 
+def _text(value: str | None) -> str | None:
+    """mitmproxy keeps undecodable bytes of URLs and headers as lone surrogates, which SQLite cannot store."""
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+INT64_MAX = 2**63 - 1
+
+
 def _body_size(message: http.Message | None, streamed: int | None) -> int | None:
     if message is None:
         return None
@@ -74,7 +84,7 @@ def _body_size(message: http.Message | None, streamed: int | None) -> int | None
     if streamed is not None:
         return streamed
     length = message.headers.get("content-length", "")
-    return int(length) if length.isdigit() else None
+    return min(int(length), INT64_MAX) if length.isdigit() else None  # a hostile header must not break the store
 
 
 def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
@@ -95,16 +105,16 @@ def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
         "ts": req.timestamp_start,
         "client_ip": client_ip,
         "client_port": client_port,
-        "method": req.method,
+        "method": _text(req.method),
         "scheme": req.scheme,
-        "host": req.pretty_host,
+        "host": _text(req.pretty_host),
         "port": req.port,
-        "path": req.path,
-        "url": req.pretty_url,
+        "path": _text(req.path),
+        "url": _text(req.pretty_url),
         "http_version": req.http_version,
         "status": resp.status_code if resp else None,
-        "reason": resp.reason if resp else None,
-        "content_type": (resp.headers.get("content-type", "") if resp else "") or None,
+        "reason": _text(resp.reason) if resp else None,
+        "content_type": _text((resp.headers.get("content-type", "") if resp else "") or None),
         "request_size": _body_size(req, streamed.get("request")),
         "response_size": _body_size(resp, streamed.get("response")),
         "duration_ms": _ms(req.timestamp_start, end or (time.time() if flow.live else None)),
@@ -114,7 +124,7 @@ def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
         "sni": client.sni,
         "tls_version": client.tls_version,
         "server_ip": peer(server.peername)[0] or None,
-        "user_agent": req.headers.get("user-agent"),
+        "user_agent": _text(req.headers.get("user-agent")),
         "error": flow.error.msg if flow.error else None,
         "replay_of": flow.metadata.get(META_REPLAY_OF),
         "websocket": ws is not None,

@@ -93,7 +93,7 @@ class StoreWriter:
             kind, *args = pickle.loads(frame)
             if kind == "written":
                 with self._lock:
-                    for _ in range(args[0]):
+                    for _ in range(min(args[0], len(self._sent))):
                         self.sub.bytes_out += self._sent.popleft()[1]
                 self.sub.failing = False
             elif kind == "recovered":
@@ -106,6 +106,8 @@ class StoreWriter:
                 logger.error(f"store writer: {args[0]}")
                 if len(args) > 1:
                     logger.debug(args[1])
+        if not self._stop.is_set():  # died without a word (OOM killer?): nobody may wait for it
+            self.sub.failing = True
 
     def _send(self, batch: bytes, size: int) -> None:
         with self._lock:
@@ -120,6 +122,8 @@ class StoreWriter:
 
     def _restart(self, child: subprocess.Popen[bytes]) -> None:
         code = child.wait()
+        if self._listener is not None:
+            self._listener.join()  # its last reports first: they say which batches need not be sent again
         if self._restarts >= RESTARTS:
             logger.error(f"store writer exited ({code}) again; flows are no longer stored")
             self.sub.failing = True
@@ -151,13 +155,19 @@ class StoreWriter:
         while True:
             stopping = self._stop.wait(BATCH_INTERVAL)
             events = self.sub.drain(MAX_BATCH)
-            if events:
-                size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
-                self._send(pickle.dumps(collapse(events), protocol=5), size)
-            trimmer.after(len(events))
-            if stopping and not self.sub.queue:
-                self._finish()
-                return
+            try:
+                if events:
+                    size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
+                    self._send(pickle.dumps(collapse(events), protocol=5), size)
+                trimmer.after(len(events))
+                if stopping and not self.sub.queue:
+                    self._finish()
+                    return
+            except Exception as e:  # e.g. no child could be started: say so, and never make the proxy wait
+                self.sub.failing = True
+                logger.exception(f"store writer: {e}")
+                if stopping:
+                    return
 
 
 Batch = tuple[list[tuple[dict[str, Any], dict[str, Any] | None]], list[tuple], list[tuple]]

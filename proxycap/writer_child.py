@@ -90,6 +90,22 @@ def _merge(batches: list[bytes]) -> tuple[list, list, list]:
     return flows, logs, clients
 
 
+def _write_one_by_one(store: Store, batch: tuple[list, list, list]) -> None:
+    """A batch that failed on its data, not on the store: write each item alone and report what was dropped."""
+    flows, logs, clients = batch
+    lost = 0
+    for item in [*((f, [], []) for f in flows), ([], logs, clients)]:
+        try:
+            store.write([item[0]] if item[0] else [], item[1], item[2])
+        except StoreError:
+            raise
+        except Exception as e:
+            lost += 1
+            reason = f"{type(e).__name__}: {e}"
+    if lost:
+        _report("lost", f"{lost} flows could not be stored ({reason})")
+
+
 def run(path: str) -> int:
     fd = sys.stdin.fileno()
     store = Store(path)
@@ -118,6 +134,11 @@ def run(path: str) -> int:
                     if retry_at is None:
                         _report("failing", str(e))
                     retry_at = time.monotonic() + RETRY_INTERVAL
+                except Exception:  # something in the data SQLite cannot take: keep all the rest
+                    _write_one_by_one(store, _merge(batches))
+                    for _ in batches:
+                        pending.popleft()
+                    _report("written", len(batches))
                 else:
                     for _ in batches:
                         pending.popleft()

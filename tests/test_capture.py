@@ -237,6 +237,22 @@ def test_malformed_requests_get_an_error_and_the_proxy_keeps_serving(
     proxy.wait_flows(1)
 
 
+def test_undecodable_headers_and_huge_sizes_are_stored_and_recording_goes_on(
+    proxy: Proxy, origin: OriginServer
+) -> None:
+    """Latin-1 in a header and a Content-Length past 64 bits: mitmproxy passes both on to the recorder."""
+    huge = f"POST {origin.url}/echo HTTP/1.1\r\nHost: x\r\nContent-Length: {10**22}\r\n\r\n"
+    _raw(proxy.port, huge.encode() + b"x" * 100, read=False)
+    latin = f"GET {origin.url}/json HTTP/1.1\r\nHost: x\r\nUser-Agent: t\xe9st\r\nConnection: close\r\n\r\n"
+    assert _raw(proxy.port, latin.encode("latin-1")).startswith(b"HTTP/1.1 200")
+    with proxy.client() as c:
+        assert c.get(f"{origin.url}/status/201").status_code == 201
+    rows = {r["path"]: r for r in proxy.wait_flows(3)}
+    assert rows["/json"]["user_agent"] == "t\\xe9st" and rows["/json"]["status"] == 200
+    assert rows["/echo"]["error"]
+    assert rows["/status/201"]["status"] == 201
+
+
 def test_garbage_instead_of_client_hello(proxy: Proxy, tls_origin: OriginServer, origin: OriginServer) -> None:
     connect = f"CONNECT localhost:{tls_origin.port} HTTP/1.1\r\nHost: localhost:{tls_origin.port}\r\n\r\n"
     reply = _raw(proxy.port, connect.encode() + b"\x16\x03\x01\x00\x10" + b"\xde\xad" * 500)
