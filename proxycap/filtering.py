@@ -41,15 +41,22 @@ def matching_rows(
     flt: flowfilter.TFilter | None,
     limit: int | None = None,
     cancelled: Callable[[], bool] = lambda: False,
+    unstored: Callable[[dict[str, Any]], None] = lambda row: None,
 ) -> Iterator[dict[str, Any]]:
-    """Rows the SQL query selects whose full flow also matches ``flt`` (loaded from the store one at a time)."""
+    """Rows the SQL query selects whose full flow also matches ``flt`` (loaded from the store one at a time).
+
+    Rows whose full flow is not stored (in flight, or summary only) do not match; ``unstored`` hears of them.
+    """
     found = 0
     for row in store.iter_rows(query):
         if cancelled() or (limit is not None and found >= limit):
             return
         if flt is not None:
             f = store.load_flow(row["seq"])
-            if f is None or not flt(f):
+            if f is None:
+                unstored(row)
+                continue
+            if not flt(f):
                 continue
         found += 1
         yield row

@@ -118,12 +118,16 @@ class Query:
     text: str | None = None  # substring of the URL
     marked: bool | None = None
     after_seq: int = 0
+    upto_seq: int | None = None  # rows written later are not considered (one consistent cut across queries)
     sql: tuple[str, Sequence[Any]] | None = None  # a translated filter expression (``sqlfilter.to_sql``)
     state: str | None = None  # "live", "done" or "error"
     ids: tuple[str, ...] | None = None  # only these flows
 
     def where(self) -> tuple[str, list[Any]]:
         clauses, args = ["seq > ?"], [self.after_seq]
+        if self.upto_seq is not None:
+            clauses.append("seq <= ?")
+            args.append(self.upto_seq)
         if self.client_ip:
             clauses.append("client_ip = ?")
             args.append(self.client_ip)

@@ -178,3 +178,10 @@ def test_wrapping_prefers_spaces() -> None:
     assert wrap_offsets("x" * 25, 10) == [0, 10, 20]
     assert wrap_offsets("", 10) == [0]
     assert wrap_offsets("日本語のテキスト", 6) == [0, 3, 6]
+
+
+def test_in_flight_flows_without_stored_state_are_rechecked_by_full_scans(store: Store) -> None:
+    f = _flow(60, "127.0.0.2", CURL, "GET", "https://api.example.com/v1/slow", None, "", b"", b"")
+    store.write([(summarize(f), None)])  # as the recorder's request event leaves it: summary only, in flight
+    [*_, batch] = scanned(store, ViewSpec(expr="~bs anything"))
+    assert f.id in batch.undecided

@@ -160,12 +160,21 @@ def scan_expr(
 
     for flow_id in recheck:
         seq = store.seq_of(flow_id)
-        flow = store.load_flow(seq) if seq is not None and seq > spec.floor else None
-        if flow is not None and evaluate(flow):
+        if seq is None or seq <= spec.floor:
+            continue
+        flow = store.load_flow(seq)
+        if flow is None:  # finished, but its full state is not stored yet: look again later
+            batch.undecided.add(flow_id)
+        elif evaluate(flow):
             batch.seqs.append(seq)
             matched.append(seq)
     batch.seqs.sort()
-    for row in matching_rows(store, query, evaluate, cancelled=cancelled):
+
+    def unstored(row: Row) -> None:  # in flight: only its summary is stored so far
+        if row["state"] == "live":
+            batch.undecided.add(row["id"])
+
+    for row in matching_rows(store, query, evaluate, cancelled=cancelled, unstored=unstored):
         batch.seqs.append(row["seq"])
         matched.append(row["seq"])
         batch.last_seq = max(batch.last_seq, row["seq"])
@@ -184,16 +193,18 @@ def _select_sql(
 ) -> Batch:
     """``scan_expr`` for an expression the summary columns answer: a few queries instead of decoding every flow."""
     hi = store.max_seq()
+    query = dataclasses.replace(query, upto_seq=hi)  # the writer may commit meanwhile: every read sees rows <= hi
     matching = with_expression(store, query, flt)
     assert matching is not None
     seqs = store.seqs(matching, spec.order if reset else "seq")
-    if recheck and (again := with_expression(store, dataclasses.replace(spec.query(), ids=tuple(recheck)), flt)):
+    recheck_query = dataclasses.replace(spec.query(), ids=tuple(recheck), upto_seq=hi)
+    if recheck and (again := with_expression(store, recheck_query, flt)):
         seqs = sorted({*seqs, *store.seqs(again)})
     # Live flows that do not match yet (no status for ``~c 200``): checked again once they finish.
     not_yet = with_expression(store, dataclasses.replace(query, state="live"), flt, negate=True)
     waiting = store.ids(not_yet) if not_yet else []
     n = len(seqs) + len(waiting)
-    return Batch(seqs, max(hi, query.after_seq, max(seqs, default=0)), reset, set(waiting), n, n, done=True)
+    return Batch(seqs, max(hi, query.after_seq), reset, set(waiting), n, n, done=True)
 
 
 def resort(store: Store, spec: ViewSpec, members: Iterable[int]) -> list[int]:
