@@ -90,20 +90,25 @@ def _merge(batches: list[bytes]) -> tuple[list, list, list]:
     return flows, logs, clients
 
 
-def _write_one_by_one(store: Store, batch: tuple[list, list, list]) -> None:
-    """A batch that failed on its data, not on the store: write each item alone and report what was dropped."""
-    flows, logs, clients = batch
-    lost = 0
-    for item in [*((f, [], []) for f in flows), ([], logs, clients)]:
-        try:
-            store.write([item[0]] if item[0] else [], item[1], item[2])
-        except StoreError:
-            raise
-        except Exception as e:
-            lost += 1
-            reason = f"{type(e).__name__}: {e}"
-    if lost:
-        _report("lost", f"{lost} flows could not be stored ({reason})")
+def _write(store: Store, batches: list[bytes]) -> None:
+    """Write batches in one transaction. Data SQLite cannot take (a failure of the data, not of the store) is
+    written item by item, and only what fails alone is reported lost."""
+    flows, logs, clients = _merge(batches)
+    try:
+        store.write(flows, logs, clients)
+    except StoreError:
+        raise
+    except Exception:
+        failures = []
+        for item in [*(([f], [], []) for f in flows), ([], logs, clients)]:
+            try:
+                store.write(*item)
+            except StoreError:
+                raise
+            except Exception as e:
+                failures.append(f"{type(e).__name__}: {e}")
+        if failures:
+            _report("lost", f"{len(failures)} flows could not be stored ({failures[-1]})")
 
 
 def run(path: str) -> int:
@@ -129,16 +134,11 @@ def run(path: str) -> int:
             if pending:
                 batches = [pending[i] for i in range(min(MERGE, len(pending)))]
                 try:
-                    store.write(*_merge(batches))
+                    _write(store, batches)
                 except StoreError as e:
                     if retry_at is None:
                         _report("failing", str(e))
                     retry_at = time.monotonic() + RETRY_INTERVAL
-                except Exception:  # something in the data SQLite cannot take: keep all the rest
-                    _write_one_by_one(store, _merge(batches))
-                    for _ in batches:
-                        pending.popleft()
-                    _report("written", len(batches))
                 else:
                     for _ in batches:
                         pending.popleft()

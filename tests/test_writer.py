@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 from conftest import Proxy, start_proxy
+from mitmproxy.test import tflow
 from origins import OriginServer, TestPKI
+
+from proxycap.bus import Bus, FlowEvent
+from proxycap.store import Store
+from proxycap.summary import summarize
+from proxycap.writer import StoreWriter
 
 
 def _writer_pid() -> int:
@@ -113,3 +119,21 @@ def test_stalled_store_slows_the_proxy_instead_of_filling_memory(
     client.join(30)
     assert statuses == [200] * 8
     assert len(proxy.wait_flows(8)) == 8
+
+
+def test_a_flow_the_store_cannot_take_is_dropped_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Data SQLite refuses (here a lone surrogate) costs that flow only, not its batch or the recording."""
+    bus = Bus()
+    writer = StoreWriter(tmp_path / "s.db", bus)
+    writer.start()
+    flows = [tflow.tflow(resp=True) for _ in range(3)]
+    bad = dict(summarize(flows[1]), url="http://x/\udce9")
+    for f, summary in zip(flows, [summarize(flows[0]), bad, summarize(flows[2])], strict=True):
+        bus.publish(FlowEvent("response", f.id, summary, f.get_state()))
+    writer.stop()
+    store = Store(tmp_path / "s.db", readonly=True)
+    try:
+        assert [r["id"] for r in store.iter_rows()] == [flows[0].id, flows[2].id]
+    finally:
+        store.close()
+    assert "1 flows could not be stored" in caplog.text
