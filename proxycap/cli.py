@@ -185,7 +185,7 @@ def _print_flows(sub, line: Callable, done: threading.Event) -> None:
 def cmd_flows(args: argparse.Namespace) -> int:
     from mitmproxy import flowfilter
 
-    from proxycap.filtering import FilterError, compile_filter, matching_rows, with_expression
+    from proxycap.filtering import FilterError, compile_filter, matching_rows
     from proxycap.fmt import flow_line
     from proxycap.store import Query
 
@@ -199,9 +199,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
         raise UserError(f"{e} (operators: proxycap flows --help-filters)") from None
     store = Store(args.store or default_store(), readonly=True)
     try:
-        query = Query(client_ip=args.client)
-        narrowed = with_expression(store, query, flt) if flt else None
-        for row in matching_rows(store, narrowed or query, None if narrowed else flt, args.limit):
+        for row in matching_rows(store, Query(client_ip=args.client), flt, args.limit):
             print(json.dumps(row) if args.json else flow_line(row))
     except BrokenPipeError:
         sys.stderr.close()  # `proxycap flows | head` is fine

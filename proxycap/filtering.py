@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from mitmproxy import flowfilter
 
-from proxycap.sqlfilter import to_sql
+from proxycap.sqlfilter import answerable, to_sql
 from proxycap.store import Query, Store
 
 
@@ -16,8 +17,12 @@ class FilterError(ValueError):
     """A bad filter expression; the message is one line meant for the user."""
 
 
+@functools.lru_cache(maxsize=32)
 def compile_filter(expr: str) -> flowfilter.TFilter:
-    """Parse a mitmproxy filter expression (``~d example.com & ~c 500``); bare words match the URL."""
+    """Parse a mitmproxy filter expression (``~d example.com & ~c 500``); bare words match the URL.
+
+    Cached: a live view re-evaluates its expression several times a second, and pyparsing is slow.
+    """
     try:
         return flowfilter.parse(expr)
     except ValueError as e:
@@ -28,6 +33,8 @@ def compile_filter(expr: str) -> flowfilter.TFilter:
 
 def with_expression(store: Store, query: Query, flt: flowfilter.TFilter, negate: bool = False) -> Query | None:
     """``query`` narrowed (in SQL) to the rows ``flt`` matches, or not, if summaries answer it; else None."""
+    if not answerable(flt):  # before reading any distinct values
+        return None
     clause = to_sql(flt, lambda column: store.distinct(column, query))
     if clause is None:
         return None
@@ -43,10 +50,13 @@ def matching_rows(
     cancelled: Callable[[], bool] = lambda: False,
     unstored: Callable[[dict[str, Any]], None] = lambda row: None,
 ) -> Iterator[dict[str, Any]]:
-    """Rows the SQL query selects whose full flow also matches ``flt`` (loaded from the store one at a time).
+    """Rows the SQL query selects that ``flt`` matches: in SQL if the summaries answer it, else on each full flow
+    (loaded from the store one at a time).
 
     Rows whose full flow is not stored (in flight, or summary only) do not match; ``unstored`` hears of them.
     """
+    if flt is not None and (narrowed := with_expression(store, query, flt)) is not None:
+        query, flt = narrowed, None
     found = 0
     for row in store.iter_rows(query):
         if cancelled() or (limit is not None and found >= limit):
