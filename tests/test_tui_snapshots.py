@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mitmproxy.version import VERSION
 from textual.pilot import Pilot
+from textual.widgets import Input
 from tui_data import build_store
 
 from proxycap.tui.app import ProxycapApp
@@ -50,6 +51,8 @@ def settled(*keys: str, until: Callable[[ProxycapApp], bool] = lambda app: True)
             while not condition():
                 assert time.monotonic() < deadline, "the app did not settle"
                 await pilot.pause(0.05)
+        for field in app.query(Input):
+            field.cursor_blink = False  # hides the cursor: a blinking one made snapshots depend on timing
         await pilot.pause(0.1)
 
     return run_before

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 from mitmproxy.test import tflow
 from origins import PNG_BYTES
+from rich.control import strip_control_codes
+from rich.text import Text
 from tui_data import CURL, FIREFOX, PHONE, _flow, build_store, flows
 
 from proxycap.bus import FlowEvent
 from proxycap.filtering import FilterError
 from proxycap.store import Store
 from proxycap.summary import summarize
-from proxycap.tui.bodyview import render_body, render_raw
+from proxycap.tui.bodyview import _THEME, _lexer, highlight, render_body, render_raw
 from proxycap.tui.clients import ua_label
 from proxycap.tui.flow_list import COLUMNS, layout
 from proxycap.tui.textlines import wrap_offsets
@@ -171,6 +173,18 @@ def test_bodies() -> None:
     assert render_body(f.response, f, summary=summary).lines[0].plain == (
         "response body not captured (streamed, 1234 bytes)"
     )
+
+
+def test_highlighting_matches_rich_and_survives_control_characters() -> None:
+    """Spans built by hand land on the same characters as Text.append would put them, control codes or not."""
+    source = '{\n  "key\r": "v\x07al",\n  "n": [1, true, null]\n}'
+    lines = highlight(source, "json")
+    expected = Text()
+    for token, value in _lexer("json").get_tokens(strip_control_codes(source)):
+        expected.append(value, _THEME.get_style_for_token(token))
+    assert [line.plain for line in lines] == [line.plain for line in expected.split("\n")]
+    assert [line.markup for line in lines] == [line.markup for line in expected.split("\n")]
+    assert any(line.spans for line in lines)
 
 
 def test_wrapping_prefers_spaces() -> None:

@@ -47,10 +47,12 @@ from proxycap.tui.view import (
     scan_expr,
 )
 
-TICK = 0.1  # seconds between bus drains / store polls
-# While flows stream in, drain and redraw less often: the UI shares the GIL with the proxy it watches.
-BUSY_TICK = 0.25
-BUSY_EVENTS = 25  # events per tick that count as streaming
+TICK = 0.1  # seconds between bus drains / store polls, at the most
+# The UI shares the GIL with the proxy it watches: while flows stream in, each tick's redraw of the whole list
+# costs tens of ms, so ticks are spaced to keep the UI thread under this share of a core (keys still answer at
+# once; only the live updates slow down), down to one a second.
+UI_SHARE = 0.1
+MAX_TICK = 1.0
 CLIENTS_INTERVAL = 1.0
 CLIENTS_MAX_SHARE = 0.05  # the clients panel's refresh may take at most this share of the time
 RESORT_INTERVAL = 1.0  # at most this often while new flows arrive in a non-# sort
@@ -99,6 +101,7 @@ class ProxycapApp(App[int]):
         self._last_resort = 0.0
         self._clients_dirty = True
         self._inspect_due: float | None = None
+        self._tick_cpu = 0.0  # the UI thread's CPU time at the last tick (spaces ticks out under load)
         self._event_screen: EventLogScreen | None = None
 
     # --- layout ---------------------------------------------------------------------------------
@@ -128,6 +131,7 @@ class ProxycapApp(App[int]):
         self.flows.show_client = self.view.spec.client_ip is None
         self.flows.focus()
         self._reload()
+        self._tick_cpu = time.thread_time()
         self._tick_timer = self.set_timer(TICK, self._tick)
         self._clients_timer = self.set_interval(CLIENTS_INTERVAL, self._refresh_clients)
         self._refresh_clients()
@@ -211,8 +215,10 @@ class ProxycapApp(App[int]):
         if self._closing:
             return
         now = time.monotonic()
-        drained = self._drain(now) if self.sub is not None else 0
-        self._tick_timer = self.set_timer(BUSY_TICK if drained >= BUSY_EVENTS else TICK, self._tick)
+        cpu, self._tick_cpu = self._tick_cpu, time.thread_time()
+        self._tick_timer = self.set_timer(min(MAX_TICK, max(TICK, (self._tick_cpu - cpu) / UI_SHARE)), self._tick)
+        if self.sub is not None:
+            self._drain(now)
         view = self.view
         if not view.frozen and not view.loading:
             if view.spec.expr:
@@ -231,8 +237,8 @@ class ProxycapApp(App[int]):
             self.inspector.show_flow(self.inspector.seq, reload=True)
         self._show_status()
 
-    def _drain(self, now: float) -> int:
-        """Apply what the bus brought since the last tick; returns how many events that was."""
+    def _drain(self, now: float) -> None:
+        """Apply what the bus brought since the last tick."""
         assert self.sub is not None
         if self.sub.take_lagged():  # events were dropped: trust only the store
             self.view.invalidate()
@@ -268,7 +274,6 @@ class ProxycapApp(App[int]):
             self.status.warnings += len(logs)
             if self._event_screen is not None:
                 self._event_screen.add(logs)
-        return len(events)
 
     def _show_status(self) -> None:
         s = self.status
@@ -299,6 +304,7 @@ class ProxycapApp(App[int]):
     def _show_clients(self, rows: list) -> None:
         self.clients.update_rows(rows)
         self.status.total = sum(r.flows for r in rows)
+        self._show_status()
 
     # --- messages from widgets ------------------------------------------------------------------
 

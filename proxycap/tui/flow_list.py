@@ -145,6 +145,10 @@ class FlowList(ScrollView, can_focus=True):
         self.show_client = True
         self._layout: list[tuple[Column, int]] = []
         self._strips: dict[tuple[int, bool], Strip] = {}  # (seq, is cursor) → rendered row
+        # Resolved styles, by component name ("" = the widget's own), and by (kind, marked, cursor) for rows.
+        # Textual resolves a style by walking the DOM, and under load every row on screen is new each frame.
+        self._styles: dict[str, Style] = {}
+        self._row_styles: dict[tuple[str | None, bool, bool], Style] = {}
 
     # --- geometry -------------------------------------------------------------------------------
 
@@ -278,10 +282,27 @@ class FlowList(ScrollView, can_focus=True):
     # --- rendering ------------------------------------------------------------------------------
 
     def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"flow-list--{name}", partial=True)
+        style = self._styles.get(name)
+        if style is None:
+            style = self.rich_style if not name else self.get_component_rich_style(f"flow-list--{name}", partial=True)
+            self._styles[name] = style
+        return style
+
+    def _row_style(self, kind: str | None, marked: bool, is_cursor: bool) -> Style:
+        key = (kind, marked, is_cursor)
+        style = self._row_styles.get(key)
+        if style is None:
+            style = self._style("")
+            for name, applies in (("live", kind == "live"), ("marked", marked), ("cursor", is_cursor)):
+                if applies:
+                    style += self._style(name)
+            self._row_styles[key] = style
+        return style
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._styles.clear()
+        self._row_styles.clear()
         self._strips.clear()
 
     def render_line(self, y: int) -> Strip:
@@ -289,19 +310,21 @@ class FlowList(ScrollView, can_focus=True):
         if y == 0 or not self._layout:
             self._update_layout()
         if y == 0:
-            return self._header(self._layout, width).apply_style(self.rich_style)
+            return self._header(self._layout, width).apply_style(self._style(""))
         index = int(self.scroll_y) + y - 1
         if index >= len(self.view):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self._style(""))
         row = self.view.row(index)  # also keeps the row cached while it is on screen
         if row is None:  # deleted meanwhile
-            return Strip([Segment(fit(" …", width))]).apply_style(self.rich_style)
+            return Strip([Segment(fit(" …", width))]).apply_style(self._style(""))
         key = (row["seq"], index == self.cursor)
         strip = self._strips.get(key)
         if strip is None:
-            if len(self._strips) > 4000:
+            # A few screens' worth: rows scrolled past are rarely shown again, and a cached strip (with the strips
+            # Textual derives from it and caches on it) is dozens of objects every full garbage collection walks.
+            if len(self._strips) > 3 * self.body_height + 64:
                 self._strips.clear()
-            strip = self._strips[key] = self._row(row, self._layout, width, key[1]).apply_style(self.rich_style)
+            strip = self._strips[key] = self._row(row, self._layout, width, key[1])
         return strip
 
     def _header(self, cols: list[tuple[Column, int]], width: int) -> Strip:
@@ -320,18 +343,18 @@ class FlowList(ScrollView, can_focus=True):
         return strip.apply_style(self._style("header"))
 
     def _row(self, row: Row, cols: list[tuple[Column, int]], width: int, is_cursor: bool) -> Strip:
+        """One row, styled in one pass: each segment gets its final style (no ``apply_style`` copies)."""
         kind = status_kind(row)
-        segments = [Segment(MARK if row.get("marked") else " ", self._style("marked") if row.get("marked") else None)]
+        marked = bool(row.get("marked"))
+        base = self._row_style(kind, marked, is_cursor)
+        segments = [Segment(MARK, base + self._style("marked")) if marked else Segment(" ", base)]
+        cells = 1
         for col, w in cols:
-            style = self._style(kind) if col.order == "status" and kind else None
-            segments.append(Segment(fit(col.cell(row), w, col.right), style))
-            segments.append(Segment(" "))
-        strip = Strip(segments).crop_extend(0, width, None)
-        row_style = Style()
-        if kind == "live":
-            row_style += self._style("live")
-        if row.get("marked"):
-            row_style += self._style("marked")
-        if is_cursor:
-            row_style += self._style("cursor")
-        return strip.apply_style(row_style)
+            text = fit(col.cell(row), w, col.right)
+            if col.order == "status" and kind:
+                segments += (Segment(text, base + self._style(kind)), Segment(" ", base))
+            else:
+                segments.append(Segment(text + " ", base))
+            cells += w + 1
+        strip = Strip(segments, cells)
+        return strip if cells == width else strip.crop_extend(0, width, base)
