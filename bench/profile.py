@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.loadgen import SHAPES, LoadGen, LoadSpec
@@ -45,6 +47,34 @@ def top(collapsed: Path, n: int = 25) -> str:
     return "\n".join(out)
 
 
+@contextlib.contextmanager
+def under_load(proxy: str, shape: str, seconds: float, out: Path, variants: dict[str, Path] | None = None,
+               extra_env: dict[str, str] | None = None) -> Iterator[tuple[Target, LoadGen]]:
+    """An origin and ``proxy`` started, ``shape`` load running through it for ``seconds`` after 1.5 s of warmup
+    and start-up; inside the block, measure, then ``wait()`` for the load's result."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmux = Tmux(out) if proxy.partition("@")[0] in ("tui", "mitmconsole") else None
+    env = Env(out, out / "confdir", Path(), tmux=tmux, variants=variants or {}, extra_env=extra_env or {})
+    ensure_ca(env.confdir)
+    try:
+        with origin(out) as org:
+            env.origin_ca = org.ca
+            target = Target(proxy, env)
+            target.start()
+            try:
+                spec = LoadSpec(target.port, org.port, org.tls_port, SHAPES[shape], duration=seconds + 2,
+                                warmup=1.0, proxy_ca=str(env.proxy_ca))
+                gen = LoadGen(spec).start()
+                time.sleep(1.5)
+                yield target, gen
+            finally:
+                target.stop()
+                target.remove_store()
+    finally:
+        if tmux is not None:
+            tmux.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     p.add_argument("proxy", choices=ALL_PROXIES)
@@ -57,31 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(pyspy).exists():
         print("py-spy is not installed (pip install py-spy)", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmux = Tmux(args.out) if args.proxy in ("tui", "mitmconsole") else None
-    env = Env(args.out, args.out / "confdir", Path(), tmux=tmux)
-    ensure_ca(env.confdir)
-    try:
-        with origin(args.out) as org:
-            env.origin_ca = org.ca
-            target = Target(args.proxy, env)
-            target.start()
-            try:
-                spec = LoadSpec(target.port, org.port, org.tls_port, SHAPES[args.shape], duration=args.seconds + 2,
-                                warmup=1.0, proxy_ca=str(env.proxy_ca))
-                gen = LoadGen(spec).start()
-                time.sleep(1.5)
-                raw = args.out / f"{args.proxy}-{args.shape}.txt"
-                subprocess.run([pyspy, "record", "-p", str(target.pid), "-d", str(int(args.seconds)), "-r",
-                                str(args.rate), "--threads", "-f", "raw", "-o", str(raw), "--nonblocking"],
-                               check=True, capture_output=True)
-                res = gen.wait()
-            finally:
-                target.stop()
-                target.remove_store()
-    finally:
-        if tmux is not None:
-            tmux.close()
+    raw = args.out / f"{args.proxy}-{args.shape}.txt"
+    with under_load(args.proxy, args.shape, args.seconds, args.out) as (target, gen):
+        subprocess.run([pyspy, "record", "-p", str(target.pid), "-d", str(int(args.seconds)), "-r",
+                        str(args.rate), "--threads", "-f", "raw", "-o", str(raw), "--nonblocking"],
+                       check=True, capture_output=True)
+        res = gen.wait()
     print(f"{args.proxy} {args.shape}: {res.rps:.0f} req/s while profiled; stacks in {raw}")
     print(top(raw))
     return 0

@@ -180,6 +180,7 @@ class Env:
     counter: int = 0
     # "record@NAME" / "tui@NAME" run proxycap with variants[NAME] first on PYTHONPATH: A/B a proposed patch.
     variants: dict[str, Path] = dataclasses.field(default_factory=dict)
+    extra_env: dict[str, str] = dataclasses.field(default_factory=dict)  # for every proxy started
 
     @property
     def proxy_ca(self) -> Path:
@@ -268,7 +269,7 @@ class Target:
     def start(self) -> float:
         """Start and wait until it listens; returns (and keeps) the seconds from spawn to listening."""
         argv = self.argv()
-        env = {"PYTHONUNBUFFERED": "1"}
+        env = {"PYTHONUNBUFFERED": "1", **self.env.extra_env}
         if self.variant:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(self.env.variants[self.variant]), os.environ.get("PYTHONPATH", "")) if p

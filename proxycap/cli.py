@@ -12,7 +12,7 @@ from pathlib import Path
 
 from proxycap import __version__, gcsettle
 from proxycap.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig, EngineError
-from proxycap.paths import default_log_file, default_store
+from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.store import Store, StoreError
 
 EXAMPLES = """\
@@ -230,7 +230,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     if args.open is not None:
         from proxycap.tui.app import ProxycapApp
 
-        ProxycapApp(args.open, client=args.client).run()
+        ProxycapApp(args.open, client=args.client, history_file=filter_history()).run()
         return 0
     from proxycap.session import CaptureSession
 
@@ -240,7 +240,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         from proxycap.tui.app import ProxycapApp
 
         gcsettle.settle()  # the proxy, mitmproxy and Textual are loaded: the bulk of what lives until exit
-        ProxycapApp(session.store_path, session, client=args.client).run()
+        ProxycapApp(session.store_path, session, client=args.client, history_file=filter_history()).run()
     finally:
         session.stop()
     return 0

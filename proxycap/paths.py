@@ -1,4 +1,4 @@
-"""Default locations: captures and logs in the user's data/state directories (platformdirs)."""
+"""Default locations: captures, logs and the filter history in the user's data/state directories (platformdirs)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,7 @@ def default_store() -> Path:
 
 def default_log_file() -> Path:
     return Path(platformdirs.user_log_dir(APP)) / "proxycap.log"
+
+
+def filter_history() -> Path:
+    return Path(platformdirs.user_state_dir(APP)) / "filter-history"

@@ -47,3 +47,14 @@ def test_bench_quick_run(tmp_path: Path) -> None:
     client_sql = next(r for p, r in by_path.items() if p.startswith("Store.seqs(Query(client_ip))"))
     assert 0 < client_sql["matches"] < filters["flows"]  # 8 client addresses: one of them is a fraction
     assert all(r["median_ms"] >= 0 for r in filters["rows"])
+
+
+def test_probe_reports_the_proxy_process(tmp_path: Path) -> None:
+    """``bench.probe``: its samples come from proxycap's own process (engine loop lag, GC, CPU per thread)."""
+    cmd = [sys.executable, "-m", "bench.probe", "record", "--seconds", "2", "--gc", "700,10,10", "--out", str(tmp_path)]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "engine loop lag ms: p50" in run.stdout
+    assert "proxycap-engine" in run.stdout  # the engine thread's CPU share
+    samples = json.loads((tmp_path / "record-http-ka-1k.json").read_text())
+    assert samples["lag"] and samples["cpu"]

@@ -76,8 +76,9 @@ async def test_started_focused_on_a_client(proxy: Proxy, origin: OriginServer) -
         assert app.clients.active == "127.0.0.3"
 
 
-async def test_filter_expressions_text_and_errors(proxy: Proxy, origin: OriginServer) -> None:
-    app = ProxycapApp(proxy.store_path, proxy.session)
+async def test_filter_expressions_text_and_errors(proxy: Proxy, origin: OriginServer, tmp_path: Path) -> None:
+    history = tmp_path / "state" / "filter-history"
+    app = ProxycapApp(proxy.store_path, proxy.session, history_file=history)
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client() as c:
             await fetch(c, f"{origin.url}/json", f"{origin.url}/html", f"{origin.url}/status/404",
@@ -111,6 +112,31 @@ async def test_filter_expressions_text_and_errors(proxy: Proxy, origin: OriginSe
 
         await pilot.press("ctrl+u", "up")  # history brings back the last applied expression
         assert app.filter_bar.value == "~c 404 & (~c 500 | ~c 404)"
+
+    # The history outlives the session, private to the user.
+    assert history.read_text().splitlines() == ["~c 404 & (~c 500 | ~c 404)"]
+    assert history.stat().st_mode & 0o777 == 0o600
+    again = ProxycapApp(proxy.store_path, proxy.session, history_file=history)
+    async with again.run_test(size=(120, 36)) as pilot:
+        await pilot.press("slash", "up")
+        assert again.filter_bar.value == "~c 404 & (~c 500 | ~c 404)"
+
+
+async def test_an_unwritable_filter_history_costs_only_the_history(
+    proxy: Proxy, origin: OriginServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    app = ProxycapApp(proxy.store_path, proxy.session, history_file=tmp_path / "not-a-dir" / "filter-history")
+    async with app.run_test(size=(120, 36)) as pilot:
+        with proxy.client() as c:
+            await fetch(c, f"{origin.url}/json", f"{origin.url}/html")
+        await until(pilot, lambda: len(app.view) == 2)
+        await pilot.press("slash", *"htm", "enter")
+        await until(pilot, lambda: app.view.spec.text == "htm" and not app.view.loading)
+        assert [r["path"] for r in listed(app)] == ["/html"]
+        await pilot.press("slash", "ctrl+u", "up")  # still remembered for this session
+        assert app.filter_bar.value == "htm"
+    assert "cannot save the filter history" in caplog.text
 
 
 async def test_expression_view_takes_new_flows_live(proxy: Proxy, origin: OriginServer) -> None:

@@ -75,12 +75,20 @@ class ProxycapApp(App[int]):
     ALLOW_IN_MAXIMIZED_VIEW = "Footer, StatusBar"
     ESCAPE_TO_MINIMIZE = False
 
-    def __init__(self, store_path: Path, session: CaptureSession | None = None, client: str | None = None) -> None:
+    def __init__(
+        self,
+        store_path: Path,
+        session: CaptureSession | None = None,
+        client: str | None = None,
+        history_file: Path | None = None,
+    ) -> None:
         """Live when given a started ``session`` (not stopped here), else a read-only browser of the store.
 
-        Opens the store now, so a bad store fails before the UI takes the screen.
+        Opens the store now, so a bad store fails before the UI takes the screen. ``history_file`` keeps the
+        filter history across sessions (none: this session only).
         """
         super().__init__()
+        self.history_file = history_file
         self.session = session
         self.readonly = session is None
         self.store_path = Path(store_path)
@@ -108,7 +116,7 @@ class ProxycapApp(App[int]):
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: timers may still fire while the screen is torn down, when queries fail.
-        self.filter_bar = FilterBar(id="filter-bar")
+        self.filter_bar = FilterBar(self.history_file, id="filter-bar")
         self.clients = ClientsPanel(self.view.spec.client_ip, id="clients")
         self.flows = FlowList(self.view, id="flows")
         self.inspector = Inspector(self.worker_store, id="inspector")

@@ -122,10 +122,11 @@ def client_rows(store: Store, resolver: ReverseDNS, include: str | None = None) 
     """Rows for the panel (a worker calls this; reverse DNS may wait briefly). ``include`` keeps a client
     that has no flows yet (the one the UI was started focused on)."""
     stats = store.clients()
-    dns = resolver.names([c.ip for c in stats if not c.label and not ua_label(c.user_agent)])
+    named = {c.ip: c.label or ua_label(c.user_agent) for c in stats}
+    dns = resolver.names([ip for ip, name in named.items() if not name])
     rows = [
-        ClientRow(c.ip, c.label or ua_label(c.user_agent) or dns.get(c.ip, ""), bool(c.label),
-                  c.flows, c.bytes or 0, c.errors or 0, c.last_seen)
+        ClientRow(c.ip, named[c.ip] or dns.get(c.ip, ""), bool(c.label), c.flows, c.bytes or 0, c.errors or 0,
+                  c.last_seen)
         for c in stats
     ]
     if include and include not in {c.ip for c in stats}:

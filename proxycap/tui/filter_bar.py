@@ -6,6 +6,10 @@ and tells the bar how it went.
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,28 +19,54 @@ from textual.timer import Timer
 from textual.widgets import Input, Static
 
 DEBOUNCE = 0.3  # seconds of no typing before the filter is applied
+HISTORY_SIZE = 100  # filters kept in the history file
 PLACEHOLDER = "filter: text in the URL, or an expression like ~d example.com & ~c 500 (? for help)"
 
 
+def load_history(path: Path | None) -> list[str]:
+    """Filters from earlier sessions, oldest first; none if the file is missing or unreadable."""
+    if path is None:
+        return []
+    try:
+        return [line for line in path.read_text("utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return []
+
+
+def save_history(path: Path | None, history: list[str]) -> None:
+    """Keep the newest filters, private to the user (they name hosts and paths). A failure costs only the file."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write("".join(f"{line}\n" for line in history[-HISTORY_SIZE:]))
+    except OSError as e:
+        logging.getLogger(__name__).warning(f"cannot save the filter history to {path}: {e.strerror or e}")
+
+
 class HistoryInput(Input):
-    """An Input whose up/down keys walk through earlier filters."""
+    """An Input whose up/down keys walk through earlier filters, kept across sessions in ``history_file``."""
 
     BINDINGS = [
         Binding("up", "history(-1)", "Older filter", show=False),
         Binding("down", "history(1)", "Newer filter", show=False),
     ]
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, history_file: Path | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.history: list[str] = []
+        self.history_file = history_file
+        self.history = load_history(history_file)
         self._position: int | None = None
 
     def remember(self, value: str) -> None:
         value = value.strip()
-        if value:
+        if value and value.splitlines() == [value]:
             if value in self.history:
                 self.history.remove(value)
             self.history.append(value)
+            save_history(self.history_file, self.history)
         self._position = None
 
     def action_history(self, step: int) -> None:
@@ -63,13 +93,14 @@ class FilterBar(Horizontal):
 
     BINDINGS = [Binding("escape", "done", "Back to the list", show=False)]
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, history_file: Path | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.history_file = history_file
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("/", id="filter-prompt")
-        yield HistoryInput(placeholder=PLACEHOLDER, id="filter-input", select_on_focus=False)
+        yield HistoryInput(self.history_file, placeholder=PLACEHOLDER, id="filter-input", select_on_focus=False)
         yield Static(id="filter-status")
 
     @property
