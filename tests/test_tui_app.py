@@ -13,9 +13,12 @@ import pytest
 from conftest import Proxy
 from origins import JSON_BYTES, OriginServer
 from textual.pilot import Pilot
+from tui_data import build_store
 
 from proxycap.cli import main
 from proxycap.tui.app import ProxycapApp
+from proxycap.tui.keybar import KeyBar
+from proxycap.tui.screens import HelpScreen
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -170,6 +173,36 @@ async def test_inspector_shows_pretty_json(proxy: Proxy, origin: OriginServer) -
         assert app.inspector.lines("request").plain_lines()[0].startswith("GET /json HTTP/1.1")
         await pilot.press("escape")
         assert not app.inspecting
+
+
+async def test_a_big_body_shows_at_once_and_then_whole(proxy: Proxy, origin: OriginServer) -> None:
+    items = [{"i": k, "name": f"item {k}"} for k in range(2000)]  # ~110k characters pretty-printed
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        with proxy.client() as c:
+            await asyncio.to_thread(c.post, f"{origin.url}/echo", json={"items": items})
+        await until(pilot, lambda: len(app.view) == 1 and listed(app)[0]["state"] == "done")
+        await pilot.press("enter", "1")
+        lines = app.inspector.lines("request")
+        await until(pilot, lambda: '      "name": "item 1999"' in lines.plain_lines(), what="the whole body")
+        assert not any("press + for more" in line for line in lines.plain_lines())
+        await pilot.press("escape")
+        assert not app.inspecting and app.inspector.doc is None
+
+
+async def test_key_bar_follows_the_focus_and_a_click_presses_a_key(tmp_path: Path) -> None:
+    app = ProxycapApp(build_store(tmp_path / "capture.db"))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: not app.view.loading)
+        bar = app.screen.query_one(KeyBar)
+        shown = lambda: bar.render().plain  # noqa: E731
+        assert "Inspect" in shown() and "Zoom" not in shown() and shown().rstrip().endswith("^p palette")
+        await pilot.press("enter")
+        await until(pilot, lambda: "Zoom" in shown(), what="the inspector's keys")
+        await pilot.press("escape")
+        await until(pilot, lambda: "Zoom" not in shown())
+        await pilot.click(KeyBar, offset=(shown().index("Help"), 0))
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help opened by a click")
 
 
 async def test_follow_and_new_flow_count(proxy: Proxy, origin: OriginServer) -> None:

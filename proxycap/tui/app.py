@@ -20,7 +20,6 @@ from typing import Any
 from textual import events, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer
 from textual.worker import Worker, get_current_worker
 
 from proxycap.bus import ClientEvent, FlowEvent, LogEvent
@@ -33,6 +32,7 @@ from proxycap.tui.commands import ProxycapCommands
 from proxycap.tui.filter_bar import FilterBar
 from proxycap.tui.flow_list import FlowList
 from proxycap.tui.inspector import Inspector
+from proxycap.tui.keybar import KeyBar
 from proxycap.tui.screens import ConfirmScreen, EventLogScreen, EventRow, HelpScreen, RenameScreen
 from proxycap.tui.status import Status, StatusBar
 from proxycap.tui.view import (
@@ -72,7 +72,7 @@ class ProxycapApp(App[int]):
     TITLE = "proxycap"
     BINDINGS = keys.bindings()
     COMMANDS = App.COMMANDS | {ProxycapCommands}
-    ALLOW_IN_MAXIMIZED_VIEW = "Footer, StatusBar"
+    ALLOW_IN_MAXIMIZED_VIEW = "KeyBar, StatusBar"
     ESCAPE_TO_MINIMIZE = False
 
     def __init__(
@@ -128,11 +128,11 @@ class ProxycapApp(App[int]):
                 yield self.flows
                 yield self.inspector
         yield self.status_bar
-        yield Footer()
+        yield KeyBar()
 
     @property
     def inspecting(self) -> bool:
-        return self.inspector.has_class("-open")
+        return self.inspector.display
 
     def on_mount(self) -> None:
         self.clients.display = self.size.width >= NARROW
@@ -366,7 +366,7 @@ class ProxycapApp(App[int]):
         if self.flows.selected is None:
             return
         inspector = self.inspector
-        inspector.add_class("-open")
+        inspector.display = True  # an inline style, not a class: no restyle of its widgets
         inspector.show_flow(self.flows.selected)
         if self.size.height < SHORT:
             self.screen.maximize(inspector)
@@ -376,7 +376,7 @@ class ProxycapApp(App[int]):
     def action_back(self) -> None:
         if self.inspecting:
             self.screen.minimize()
-            self.inspector.remove_class("-open")
+            self.inspector.display = False
             self.inspector.show_flow(None)
             self.flows.focus()
             self.refresh_bindings()

@@ -1,7 +1,7 @@
 """The inspector: the selected flow's request, response, details and WebSocket messages, in tabs.
 
-Loading the full flow and prettifying bodies happen in a worker; the UI thread only swaps in the lines.
-Changing the body view re-renders from the flow already loaded.
+Loading the full flow and prettifying bodies happen in a worker; the UI thread only swaps in the lines, first
+a screenful of each big body, then all of it. Changing the body view re-renders from the flow already loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
 
 from proxycap.store import Store
 from proxycap.tui import bodyview, flowdoc
@@ -24,6 +25,9 @@ from proxycap.tui.textlines import TextLines
 
 TABS = {"request": "Request", "response": "Response", "details": "Details", "websocket": "WebSocket"}
 HINT = "v view · x raw · + more · ctrl+f search · z zoom"
+# Characters of each body rendered first: a screenful shows at once, the rest of a big body follows (a 64 KB
+# JSON body takes ~80 ms to highlight whole, several times that beside a busy proxy).
+PREVIEW = 16 * 1024
 
 
 class Inspector(Vertical):
@@ -55,6 +59,7 @@ class Inspector(Vertical):
             return
         self.seq = seq
         if seq is None:
+            self.workers.cancel_group(self, "inspector")  # a big body still rendering is no longer wanted
             self.doc = self._flow = self._row = None
             self._title(Text("no flow selected", Style(dim=True)))
             for tab_id in TABS:
@@ -81,8 +86,15 @@ class Inspector(Vertical):
                 self.app.call_from_thread(self._title, Text(f"#{seq} was deleted", Style(dim=True)))
                 return
             loaded = (self.store.load_flow(seq), row)
-        doc = flowdoc.build(*loaded, options)
-        self.app.call_from_thread(self._show, seq, doc, loaded, keep_position)
+        worker = get_current_worker()
+        for limit in (PREVIEW, options.limit) if options.limit > PREVIEW else (options.limit,):
+            doc = flowdoc.build(*loaded, dataclasses.replace(options, limit=limit))
+            if worker.is_cancelled or seq != self.seq:
+                return
+            self.app.call_from_thread(self._show, seq, doc, loaded, keep_position)
+            if not (doc.request.truncated or doc.response.truncated):
+                return
+            keep_position = True  # the rest of a big body: where the user may already have scrolled to
 
     def _show(
         self, seq: int, doc: FlowDoc, loaded: tuple[http.HTTPFlow | None, dict[str, Any]], keep_position: bool

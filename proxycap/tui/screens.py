@@ -11,9 +11,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button, Input, Static
 
 from proxycap import fmt
+from proxycap.tui.keybar import KeyBar
 from proxycap.tui.keys import KEYS
 from proxycap.tui.textlines import TextLines
 
@@ -57,7 +58,7 @@ class HelpScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("proxycap — keys and filters", classes="screen-title")
         yield TextLines(help_lines(), id="help-text")
-        yield Footer()
+        yield KeyBar()
 
 
 class EventLogScreen(Screen[None]):
@@ -73,7 +74,7 @@ class EventLogScreen(Screen[None]):
         yield Static("Event log — proxy errors, TLS failures, warnings", classes="screen-title")
         yield TextLines(id="event-lines")
         yield Input(placeholder="search", id="event-search", classes="search")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         lines = self.query_one(TextLines)

@@ -86,7 +86,10 @@ class TextLines(ScrollView, can_focus=True):
 
     def _wrap_from(self, start: int) -> None:
         if self._width <= 0:
-            return
+            # Not sized when last resized (hidden); a widget shown by an inline style may get no Resize at all.
+            self._width, start = self.scrollable_content_region.width, 0
+            if self._width <= 0:
+                return
         for i in range(start, len(self._lines)):
             plain = self._lines[i].plain
             self._first_row.append(len(self._rows))
@@ -162,6 +165,8 @@ class TextLines(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         index = int(self.scroll_y) + y
         width = self.scrollable_content_region.width
+        if width != self._width and width > 0:
+            self.call_later(self.on_resize)  # sized without a Resize (shown by an inline style): wrap for it
         if index >= len(self._rows):
             return Strip.blank(width, self.rich_style)
         strip = self._strips.get(index)

@@ -1,0 +1,96 @@
+"""The key bar at the bottom of each screen: the keys the focused widget and the app offer now.
+
+Textual's ``Footer`` shows the same bindings, but it unmounts and mounts a widget per key each time they may
+have changed (every focus move, the inspector opening or closing), restyling each key twice and reflowing the
+whole screen: beside a busy proxy that was a large share of a keypress's time to the next frame
+(bench/RESULTS.md). This bar is one line of text, redrawn only when what it shows changes; a click on a key
+presses it, as with ``Footer``.
+"""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.screen import Screen
+from textual.widget import Widget
+
+KeyEntry = tuple[str, str, str, bool]  # key, how it is written, description, enabled
+
+
+class KeyBar(Widget):
+    COMPONENT_CLASSES = {"key-bar--key", "key-bar--description"}
+    DEFAULT_CSS = """
+    KeyBar {
+        dock: bottom;
+        height: 1;
+        color: $footer-foreground;
+        background: $footer-background;
+    }
+    KeyBar > .key-bar--key {
+        color: $footer-key-foreground;
+        background: $footer-key-background;
+        text-style: bold;
+    }
+    KeyBar > .key-bar--description {
+        color: $footer-description-foreground;
+        background: $footer-description-background;
+    }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys: tuple[KeyEntry, ...] = ()
+        self._palette: KeyEntry | None = None  # the command palette's key, shown on the right
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self._bindings_changed(self.screen)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def _bindings_changed(self, screen: Screen) -> None:
+        app = self.app
+        shown: dict[str, KeyEntry] = {}  # one key per action, the first bound (as Footer does)
+        palette = None
+        for key, (_, binding, enabled, _tip) in screen.active_bindings.items():
+            entry = (key, app.get_key_display(binding), binding.description, enabled)
+            if key == app.COMMAND_PALETTE_BINDING and app.ENABLE_COMMAND_PALETTE:
+                palette = entry
+            elif binding.show:
+                shown.setdefault(binding.action, entry)
+        keys = tuple(shown.values())
+        if (keys, palette) != (self._keys, self._palette):
+            self._keys, self._palette = keys, palette
+            self.refresh()
+
+    def _entry(self, entry: KeyEntry) -> Text:
+        key, display, description, enabled = entry
+        meta = Style(meta={"key": key}, dim=not enabled)
+        return Text.assemble(
+            (f" {display} ", self.get_component_rich_style("key-bar--key") + meta),
+            (f"{description} ", self.get_component_rich_style("key-bar--description") + meta),
+        )
+
+    def render(self) -> Text:
+        line = Text(no_wrap=True, overflow="ellipsis", end="")
+        for entry in self._keys:
+            line.append_text(self._entry(entry))
+        if self._palette is not None:
+            right = self._entry(self._palette)
+            gap = self.size.width - line.cell_len - right.cell_len
+            if gap > 0:
+                line.append(" " * gap)
+                line.append_text(right)
+        return line
+
+    def on_click(self, event: events.Click) -> None:
+        key = event.style.meta.get("key")
+        if key is not None:
+            event.stop()
+            enabled = next((e[3] for e in (*self._keys, self._palette) if e is not None and e[0] == key), False)
+            if enabled:
+                self.app.simulate_key(key)
+            else:
+                self.app.bell()
