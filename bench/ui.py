@@ -2,7 +2,8 @@
 
 The keypress timing drives the real TUI in tmux: a key is sent, then the pane is captured in a tight loop until
 the screen shows the expected result (cursor on the next flow, only matching rows, the inspector's body...).
-The time includes one tmux round trip (reported as ``poll_ms``), so the figures are upper bounds.
+The time includes one tmux round trip (reported as ``poll_ms``), so the figures are upper bounds. Keys and
+captures go through one tmux control-mode client, not a tmux process each.
 """
 
 from __future__ import annotations
@@ -102,13 +103,17 @@ class Screen:
 
     def __init__(self, env: Env, target: Target) -> None:
         assert env.tmux is not None
-        self.tmux, self.name = env.tmux, target.tag
+        self.name = target.tag
+        self.tmux = env.tmux.control(self.name)
+
+    def close(self) -> None:
+        self.tmux.close()
 
     def text(self) -> str:
-        return self.tmux.capture(self.name)
+        return self.tmux.command("capture-pane", "-p", "-t", self.name)
 
     def styled(self) -> str:
-        return self.tmux.capture(self.name, escapes=True)
+        return self.tmux.command("capture-pane", "-p", "-e", "-t", self.name)
 
     def rows(self, screen: str | None = None) -> list[str]:
         """The flow rows on screen (the flow list's part of each line)."""
@@ -154,7 +159,7 @@ class Screen:
         return (int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))) if m else None
 
     def key(self, *keys: str, literal: bool = False) -> None:
-        self.tmux.keys(self.name, *keys, literal=literal)
+        self.tmux.command("send-keys", "-t", self.name, *(["-l"] if literal else []), *keys)
 
     def wait(self, cond: Callable[[], bool], timeout: float = 10.0) -> float | None:
         """Poll until ``cond()``; returns ms since the call, or None on timeout."""
@@ -174,9 +179,7 @@ class Screen:
         return None
 
 
-def key_timings(env: Env, target: Target, hosts: tuple[str, ...], clients: tuple[str, ...], n: int,
-                log: Callable[[str], None]) -> dict[str, Any]:
-    s = Screen(env, target)
+def key_timings(s: Screen, hosts: tuple[str, ...], n: int, log: Callable[[str], None]) -> dict[str, Any]:
     results: dict[str, list[float]] = {}
     misses: dict[str, int] = {}
 
@@ -275,8 +278,8 @@ def scenario(args: argparse.Namespace, env: Env, org: Any, store: Path | None,
     target = Target("tui", env, store=store)
     target.start()
     gen = None
+    s = Screen(env, target)
     try:
-        s = Screen(env, target)
         flows = out["filters"]["flows"]
         if s.wait(lambda: (s.shown() or (0, 0))[0] >= flows, timeout=60) is None:
             out["pending"] = f"the TUI did not show {flows} flows: {s.text()[-400:]}"
@@ -286,12 +289,13 @@ def scenario(args: argparse.Namespace, env: Env, org: Any, store: Path | None,
                         proxy_ca=str(env.proxy_ca))
         gen = LoadGen(spec).start()
         time.sleep(2.0)
-        keys = key_timings(env, target, HOSTS, SOURCES, args.ui_keys, log)
+        keys = key_timings(s, HOSTS, args.ui_keys, log)
         res = gen.stop()
         gen = None
         keys.update(flows=flows, load_rps=res.rps, load_errors=res.errors)
         out["keys"] = keys
     finally:
+        s.close()
         if gen is not None:
             gen.stop()
         target.stop()

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -137,9 +138,9 @@ class Query:
         if self.status is not None:
             clauses.append("status = ?")
             args.append(self.status)
-        if self.text:
-            clauses.append("instr(lower(url), ?) > 0")
-            args.append(self.text.lower())
+        if self.text:  # LIKE folds ASCII case as lower() would, at half the cost per row
+            clauses.append("url LIKE ? ESCAPE '\\'")
+            args.append("%" + re.sub(r"([\\%_])", r"\\\1", self.text) + "%")
         if self.marked is not None:
             clauses.append("marked = ?")
             args.append(int(self.marked))
@@ -347,12 +348,29 @@ class Store:
         """The ordered row ids of a view: what the UI's virtual list indexes."""
         if order not in ROW_COLUMNS:
             raise ValueError(f"cannot sort by {order!r}")
-        where, args = (query or Query()).where()
+        query = query or Query()
+        if order == "seq" and (span := self._contiguous(query)) is not None:
+            return list(reversed(span) if descending else span)
+        where, args = query.where()
         direction = "DESC" if descending else "ASC"
         ordered = f"SELECT seq FROM flows WHERE {where} ORDER BY {order} {direction}, seq {direction}"
         sql = f"SELECT group_concat(seq) FROM ({ordered})"
         joined = self._read(sql, args)[0][0]  # one step, not one per row (see _read_many)
         return list(map(int, joined.split(","))) if joined else []
+
+    def _contiguous(self, query: Query) -> range | None:
+        """A query for a plain range of row ids, answered without reading the rows if none was ever deleted
+        there (row ids are handed out in order): the unfiltered list of 100k flows costs ~40 ms as a scan."""
+        if dataclasses.replace(query, after_seq=0, upto_seq=None) != Query():
+            return None
+        # Three subqueries: each is then one of SQLite's shortcuts (a b-tree edge, a page count), not a scan.
+        lo, hi, n = self._read(
+            "SELECT (SELECT min(seq) FROM flows), (SELECT max(seq) FROM flows), (SELECT count(*) FROM flows)"
+        )[0]
+        if not n or n != hi - lo + 1:
+            return None if n else range(0)
+        top = hi if query.upto_seq is None else min(hi, query.upto_seq)
+        return range(max(lo, query.after_seq + 1), top + 1)
 
     def rows(self, seqs: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Summaries for the given row ids (the visible slice of a view)."""

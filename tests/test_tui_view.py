@@ -14,7 +14,7 @@ from tui_data import CURL, FIREFOX, PHONE, _flow, build_store, flows
 
 from proxycap.bus import FlowEvent
 from proxycap.filtering import FilterError
-from proxycap.store import Store
+from proxycap.store import Query, Store
 from proxycap.summary import summarize
 from proxycap.tui.bodyview import _THEME, _lexer, highlight, render_body, render_raw
 from proxycap.tui.clients import ua_label
@@ -64,6 +64,26 @@ def test_sql_view_order_direction_and_client(store: Store) -> None:
     view = loaded(store, spec)
     assert [view.row(i)["status"] for i in range(3)] == [503, 401, 304]
     assert view.index_of(view.seq_at(2)) == 2
+
+
+def test_url_text_is_literal_and_ignores_case(store: Store) -> None:
+    urls = ["https://api.example.com/a_b", "https://api.example.com/aXb", "https://api.example.com/100%25"]
+    store.write([(summarize(_flow(60 + i, "127.0.0.2", CURL, "GET", u, 200, "text/plain", b"", b"")), None)
+                 for i, u in enumerate(urls)])
+    def found(text: str) -> list[str]:
+        return [r["path"] for r in store.rows(store.seqs(Query(text=text))).values()]
+    assert found("a_b") == ["/a_b"]  # "_" is not a wildcard
+    assert found("0%2") == ["/100%25"] and found("%") == ["/100%25"]
+    assert found("Q=PROXY") == ["/search?q=proxy+debugging&page=2"]
+
+
+def test_all_rows_with_and_without_gaps(store: Store) -> None:
+    every = sorted(int(s) for s in store._read("SELECT group_concat(seq) FROM flows")[0][0].split(","))
+    assert store.seqs() == every and store.seqs(descending=True) == every[::-1]
+    assert store.seqs(Query(after_seq=every[2], upto_seq=every[5])) == every[3:6]
+    store.delete([every[4]])  # a gap: the ids can no longer be counted, they are read
+    assert store.seqs() == every[:4] + every[5:]
+    assert store.seqs(Query(after_seq=every[2], upto_seq=every[5])) == [every[3], every[5]]
 
 
 def test_new_rows_are_discovered_past_last_seq(store: Store) -> None:
