@@ -218,10 +218,10 @@ def key_timings(s: Screen, hosts: tuple[str, ...], n: int, log: Callable[[str], 
             s.key("Escape")
             continue
         record("apply filter (host text)", s.timed(lambda h=host: s.key(h, "Enter", literal=False), only))
-        # Clear it: escape (back to the list), escape again (clears the filter); done when other hosts show.
-        bar = s.styled().split("\n", 1)[0]
+        # Clear it: escape (back to the list: the key bar shows the list's keys again), escape again (clears the
+        # filter); done when other hosts show.
         s.key("Escape")
-        s.wait(lambda b=bar: s.styled().split("\n", 1)[0] != b, timeout=5)
+        s.wait(lambda: "Inspect" in s.text().rstrip().rsplit("\n", 1)[-1], timeout=5)
         record("clear filter", s.timed(lambda: s.key("Escape"), lambda h=host: not only(h)))
     # Open the inspector on the selected flow: done when its body is on screen; escape closes it.
     for _ in range(n):

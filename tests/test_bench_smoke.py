@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,27 @@ def test_probe_reports_the_proxy_process(tmp_path: Path) -> None:
     assert "proxycap-engine" in run.stdout  # the engine thread's CPU share
     samples = json.loads((tmp_path / "record-http-ka-1k.json").read_text())
     assert samples["lag"] and samples["cpu"]
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_tmux_control_client_sends_keys_and_reads_the_screen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keypress timings drive the TUI through one tmux control-mode client: keys in, screen out."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.targets import Tmux
+
+    tmux = Tmux(tmp_path)
+    try:
+        tmux.new("pane", ["cat"], {}, tmp_path)
+        control = tmux.control("pane")
+        try:
+            control.command("send-keys", "-t", "pane", "-l", "it's a 'quoted' key")
+            control.command("send-keys", "-t", "pane", "Enter")
+            deadline = time.monotonic() + 10
+            while "it's a 'quoted' key" not in control.command("capture-pane", "-p", "-t", "pane"):
+                assert time.monotonic() < deadline, control.command("capture-pane", "-p", "-t", "pane")
+            with pytest.raises(RuntimeError, match="tmux"):
+                control.command("no-such-command")
+        finally:
+            control.close()
+    finally:
+        tmux.close()
