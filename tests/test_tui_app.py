@@ -12,6 +12,8 @@ import httpx
 import pytest
 from conftest import Proxy
 from origins import JSON_BYTES, OriginServer
+from rich.text import Text
+from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from tui_data import build_store
 
@@ -19,6 +21,7 @@ from proxycap.cli import main
 from proxycap.tui.app import ProxycapApp
 from proxycap.tui.keybar import KeyBar
 from proxycap.tui.screens import HelpScreen
+from proxycap.tui.textlines import TextLines
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -290,3 +293,18 @@ async def test_thousands_of_flows_while_the_ui_runs(proxy: Proxy, origin: Origin
         assert app.flows.at_newest_edge() and app.flows.cursor == total - 1
         assert sorted(app.view.snapshot()) == sorted(r["seq"] for r in rows)
         print(f"{total} flows through the proxy and into the list in {time.monotonic() - started:.1f}s")
+
+
+async def test_text_lines_draw_the_rows_textual_scrolled_to() -> None:
+    """Textual rounds a fractional scroll position (an animated scroll ends between rows); drawing from the
+    truncated one left the last line of a body unreachable."""
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield TextLines([Text(f"line {i}") for i in range(100)])
+
+    async with One().run_test(size=(40, 10)) as pilot:
+        await pilot.pause()
+        lines = pilot.app.query_one(TextLines)
+        lines.scroll_y = lines.max_scroll_y - 0.4
+        await pilot.pause()
+        assert lines.render_line(lines.size.height - 1).text.strip() == "line 99"

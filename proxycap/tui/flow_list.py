@@ -219,7 +219,7 @@ class FlowList(ScrollView, can_focus=True):
         for seq in seqs:
             self._strips.pop((seq, False), None)
             self._strips.pop((seq, True), None)
-        top = int(self.scroll_y)
+        top = self.scroll_offset.y
         for y in range(self.body_height):
             index = top + y
             if index < len(self.view) and self.view.seq_at(index) in seqs:
@@ -231,7 +231,7 @@ class FlowList(ScrollView, can_focus=True):
         if not len(self.view):
             return
         self.cursor = max(0, min(index, len(self.view) - 1))
-        top, height = int(self.scroll_y), self.body_height
+        top, height = self.scroll_offset.y, self.body_height
         if self.cursor < top:
             self.jump(self.cursor)
         elif self.cursor >= top + height:
@@ -273,7 +273,7 @@ class FlowList(ScrollView, can_focus=True):
                     return
                 x += width + 1
             return
-        index = int(self.scroll_y) + offset.y - 1
+        index = self.scroll_offset.y + offset.y - 1
         if index < len(self.view):
             self.move_to(index)
             if event.chain >= 2:
@@ -311,7 +311,7 @@ class FlowList(ScrollView, can_focus=True):
             self._update_layout()
         if y == 0:
             return self._header(self._layout, width).apply_style(self._style(""))
-        index = int(self.scroll_y) + y - 1
+        index = self.scroll_offset.y + y - 1
         if index >= len(self.view):
             return Strip.blank(width, self._style(""))
         row = self.view.row(index)  # also keeps the row cached while it is on screen

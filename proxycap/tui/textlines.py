@@ -101,7 +101,7 @@ class TextLines(ScrollView, can_focus=True):
         self.refresh()
 
     def _top_line(self) -> int:
-        top = int(self.scroll_y)
+        top = self.scroll_offset.y
         return self._rows[top][0] if top < len(self._rows) else 0
 
     def on_resize(self) -> None:
@@ -163,7 +163,7 @@ class TextLines(ScrollView, can_focus=True):
     # --- rendering ------------------------------------------------------------------------------
 
     def render_line(self, y: int) -> Strip:
-        index = int(self.scroll_y) + y
+        index = self.scroll_offset.y + y
         width = self.scrollable_content_region.width
         if width != self._width and width > 0:
             self.call_later(self.on_resize)  # sized without a Resize (shown by an inline style): wrap for it
