@@ -19,6 +19,7 @@ KeyEntry = tuple[str, str, str, bool]  # key, how it is written, description, en
 
 
 class KeyBar(Widget):
+    ALLOW_SELECT = False
     COMPONENT_CLASSES = {"key-bar--key", "key-bar--description"}
     DEFAULT_CSS = """
     KeyBar {
