@@ -189,15 +189,17 @@ class TmuxControl:
     def _reply(self) -> list[str]:
         assert self.proc.stdout is not None
         lines: list[str] = []
-        inside = False
+        block: list[str] | None = None  # "%begin TIME NUMBER FLAGS": the reply ends with the same three fields
         while line := self.proc.stdout.readline():
-            if line.startswith("%begin"):
-                inside, lines = True, []
-            elif inside and line.startswith(("%end", "%error")):
-                if line.startswith("%error"):
+            words = line.split()
+            if block is None:
+                if words[:1] == ["%begin"]:
+                    block, lines = words[1:], []
+            elif words[:1] in (["%end"], ["%error"]) and words[1:] == block:
+                if words[0] == "%error":
                     raise RuntimeError(f"tmux: {' '.join(lines)}")
                 return lines
-            elif inside:
+            else:
                 lines.append(line.rstrip("\n"))
         raise RuntimeError("the tmux control client exited")
 

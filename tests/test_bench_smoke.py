@@ -72,11 +72,13 @@ def test_tmux_control_client_sends_keys_and_reads_the_screen(tmp_path: Path, mon
         tmux.new("pane", ["cat"], {}, tmp_path)
         control = tmux.control("pane")
         try:
-            control.command("send-keys", "-t", "pane", "-l", "it's a 'quoted' key")
-            control.command("send-keys", "-t", "pane", "Enter")
+            for text in ("it's a 'quoted' key", "%end 1 2 3"):  # the second looks like the end of a reply
+                control.command("send-keys", "-t", "pane", "-l", text)
+                control.command("send-keys", "-t", "pane", "Enter")
             deadline = time.monotonic() + 10
-            while "it's a 'quoted' key" not in control.command("capture-pane", "-p", "-t", "pane"):
+            while "%end 1 2 3\n%end 1 2 3" not in control.command("capture-pane", "-p", "-t", "pane"):
                 assert time.monotonic() < deadline, control.command("capture-pane", "-p", "-t", "pane")
+            assert "it's a 'quoted' key" in control.command("capture-pane", "-p", "-t", "pane")
             with pytest.raises(RuntimeError, match="tmux"):
                 control.command("no-such-command")
         finally:

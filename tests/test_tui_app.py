@@ -189,6 +189,12 @@ async def test_a_big_body_shows_at_once_and_then_whole(proxy: Proxy, origin: Ori
         lines = app.inspector.lines("request")
         await until(pilot, lambda: '      "name": "item 1999"' in lines.plain_lines(), what="the whole body")
         assert not any("press + for more" in line for line in lines.plain_lines())
+        lines.jump(8000)
+        top = lines._top_line()
+        app.inspector.show_flow(app.inspector.seq, reload=True)  # as when the flow changes: where the reader was
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        assert lines._top_line() == top
         await pilot.press("escape")
         assert not app.inspecting and app.inspector.doc is None
 

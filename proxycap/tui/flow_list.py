@@ -158,8 +158,8 @@ class FlowList(ScrollView, can_focus=True):
 
     def at_newest_edge(self) -> bool:
         if self.view.spec.descending:
-            return self.scroll_y <= 0
-        return self.scroll_y >= self.max_scroll_y
+            return self.scroll_offset.y <= 0
+        return self.scroll_offset.y >= self.max_scroll_y
 
     def _update_layout(self) -> None:
         width = self.scrollable_content_region.width - 1  # the mark gutter

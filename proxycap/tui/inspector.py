@@ -87,7 +87,9 @@ class Inspector(Vertical):
                 return
             loaded = (self.store.load_flow(seq), row)
         worker = get_current_worker()
-        for limit in (PREVIEW, options.limit) if options.limit > PREVIEW else (options.limit,):
+        # A preview only for a flow opened afresh: cut short, it would move a reader of the full body up to its end.
+        first = options.limit > PREVIEW and not keep_position
+        for limit in (PREVIEW, options.limit) if first else (options.limit,):
             doc = flowdoc.build(*loaded, dataclasses.replace(options, limit=limit))
             if worker.is_cancelled or seq != self.seq:
                 return
