@@ -207,7 +207,8 @@ class ProxycapApp(App[int]):
                 self.filter_bar.show(f"filtering… {100 * batch.scanned // batch.total}% · {len(self.view):,} found")
         if batch.seqs:
             self._clients_dirty = True
-        self._show_status()  # the count of a new view at once, not at the next (possibly a second away) tick
+        if batch.reset:
+            self._show_status()  # a new view's count at once, not at the next tick (up to a second away)
 
     @work(thread=True, exclusive=True, group="resort", exit_on_error=False)
     def _resort(self, gen: int, spec: ViewSpec, members: list[int]) -> None:

@@ -68,7 +68,7 @@ class KeyBar(Widget):
 
     def _entry(self, entry: KeyEntry) -> Text:
         key, display, description, enabled = entry
-        meta = Style(meta={"key": key}, dim=not enabled)
+        meta = Style(meta={"key": key, "enabled": enabled}, dim=not enabled)
         return Text.assemble(
             (f" {display} ", self.get_component_rich_style("key-bar--key") + meta),
             (f"{description} ", self.get_component_rich_style("key-bar--description") + meta),
@@ -87,11 +87,10 @@ class KeyBar(Widget):
         return line
 
     def on_click(self, event: events.Click) -> None:
-        key = event.style.meta.get("key")
-        if key is not None:
+        meta = event.style.meta
+        if "key" in meta:
             event.stop()
-            enabled = next((e[3] for e in (*self._keys, self._palette) if e is not None and e[0] == key), False)
-            if enabled:
-                self.app.simulate_key(key)
+            if meta["enabled"]:
+                self.app.simulate_key(meta["key"])
             else:
                 self.app.bell()

@@ -86,10 +86,7 @@ class TextLines(ScrollView, can_focus=True):
 
     def _wrap_from(self, start: int) -> None:
         if self._width <= 0:
-            # Not sized when last resized (hidden); a widget shown by an inline style may get no Resize at all.
-            self._width, start = self.scrollable_content_region.width, 0
-            if self._width <= 0:
-                return
+            return
         for i in range(start, len(self._lines)):
             plain = self._lines[i].plain
             self._first_row.append(len(self._rows))
