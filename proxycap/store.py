@@ -344,21 +344,25 @@ class Store:
         where, args = (query or Query()).where()
         return self._read(f"SELECT count(*) FROM flows WHERE {where}", args)[0][0]
 
-    def seqs(self, query: Query | None = None, order: str = "seq", descending: bool = False) -> list[int]:
-        """The ordered row ids of a view: what the UI's virtual list indexes."""
+    def seqs(
+        self, query: Query | None = None, order: str = "seq", descending: bool = False, limit: int | None = None
+    ) -> list[int]:
+        """The ordered row ids of a view (the first ``limit`` of them): what the UI's virtual list indexes."""
         if order not in ROW_COLUMNS:
             raise ValueError(f"cannot sort by {order!r}")
         query = query or Query()
-        if order == "seq" and (span := self._contiguous(query)) is not None:
+        if order == "seq" and limit is None and (span := self.span(query)) is not None:
             return list(reversed(span) if descending else span)
         where, args = query.where()
         direction = "DESC" if descending else "ASC"
         ordered = f"SELECT seq FROM flows WHERE {where} ORDER BY {order} {direction}, seq {direction}"
+        if limit is not None:
+            ordered += f" LIMIT {int(limit)}"
         sql = f"SELECT group_concat(seq) FROM ({ordered})"
         joined = self._read(sql, args)[0][0]  # one step, not one per row (see _read_many)
         return list(map(int, joined.split(","))) if joined else []
 
-    def _contiguous(self, query: Query) -> range | None:
+    def span(self, query: Query) -> range | None:
         """Every row id, without reading the rows, if none was ever deleted (row ids are handed out in order):
         the unfiltered list of 100k flows costs ~40 ms as a scan. Only for the whole table: a tail (the UI's
         tick asks for rows after the last it saw) is a cheap range read, cheaper than counting the table."""

@@ -7,6 +7,7 @@ import concurrent.futures
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,10 +19,17 @@ from textual.pilot import Pilot
 from tui_data import build_store
 
 from proxycap.cli import main
+from proxycap.store import Store
+from proxycap.tui import flowdoc
+from proxycap.tui import inspector as inspector_module
+from proxycap.tui import view as view_module
 from proxycap.tui.app import ProxycapApp
+from proxycap.tui.flow_list import FlowList
+from proxycap.tui.flowdoc import DocOptions, FlowDoc
 from proxycap.tui.keybar import KeyBar
 from proxycap.tui.screens import HelpScreen
 from proxycap.tui.textlines import TextLines
+from proxycap.tui.view import Batch, FlowView, ViewSpec, load_sql
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -178,7 +186,9 @@ async def test_inspector_shows_pretty_json(proxy: Proxy, origin: OriginServer) -
         assert not app.inspecting
 
 
-async def test_a_big_body_shows_at_once_and_then_whole(proxy: Proxy, origin: OriginServer) -> None:
+async def test_a_big_body_shows_at_once_and_then_whole(
+    proxy: Proxy, origin: OriginServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     items = [{"i": k, "name": f"item {k}"} for k in range(2000)]  # ~110k characters pretty-printed
     app = ProxycapApp(proxy.store_path, proxy.session)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -198,6 +208,51 @@ async def test_a_big_body_shows_at_once_and_then_whole(proxy: Proxy, origin: Ori
         await pilot.press("escape")
         assert not app.inspecting and app.inspector.doc is None
 
+        # Closed (or moved on) before the rest of the body was due: it is never built.
+        monkeypatch.setattr(inspector_module, "REST_DELAY", 2.0)  # ample time for the keys below on a slow machine
+        builds: list[int] = []
+        build = flowdoc.build
+
+        def counted(f: Any, row: dict, options: DocOptions) -> FlowDoc:
+            builds.append(options.limit)
+            return build(f, row, options)
+
+        monkeypatch.setattr(flowdoc, "build", counted)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.inspector.doc is not None, what="the first screenful")
+        await pilot.press("escape")
+        await pilot.pause(2.5)
+        assert builds == [inspector_module.PREVIEW]
+
+
+async def test_the_inspector_appears_with_its_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not empty first and filled a frame later (two full layouts of the screen)."""
+    monkeypatch.setattr(inspector_module, "REVEAL_WAIT", 5.0)  # only its content may reveal it here
+    build = flowdoc.build
+
+    def slow(f: Any, row: dict, options: DocOptions) -> FlowDoc:
+        time.sleep(0.3)  # a big body beside a busy proxy
+        return build(f, row, options)
+
+    monkeypatch.setattr(flowdoc, "build", slow)
+    app = ProxycapApp(build_store(tmp_path / "capture.db"))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: not app.view.loading)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert app.inspecting and not app.inspector.display  # its keys work already; it shows with its content
+
+        def shown() -> bool:
+            if app.inspector.display:
+                assert app.inspector.doc is not None, "shown before its content"
+                return True
+            return False
+
+        await until(pilot, shown, what="the inspector")
+        await pilot.press("escape", "down", "enter", "escape")  # closed while it opened: it stays closed
+        await pilot.pause(0.3)
+        assert not app.inspecting and not app.inspector.display
+
 
 async def test_key_bar_follows_the_focus_and_a_click_presses_a_key(tmp_path: Path) -> None:
     app = ProxycapApp(build_store(tmp_path / "capture.db"))
@@ -212,6 +267,73 @@ async def test_key_bar_follows_the_focus_and_a_click_presses_a_key(tmp_path: Pat
         await until(pilot, lambda: "Zoom" not in shown())
         await pilot.click(KeyBar, offset=(shown().index("Help"), 0))
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help opened by a click")
+
+
+async def test_a_filter_shows_the_newest_screenful_first_and_stays_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the list at the newest flows, a text filter fills the screen from the newest flows first; the whole
+    view then replaces it without moving what the user sees."""
+    monkeypatch.setattr(view_module, "PREVIEW_WINDOW", 40)
+    app = ProxycapApp(build_store(tmp_path / "capture.db", extra=60))
+    applied: list[tuple[int, bool]] = []
+    apply = app._apply
+
+    def watched(gen: int, batch: Batch) -> None:
+        applied.append((len(batch.seqs), batch.done))
+        apply(gen, batch)
+
+    app._apply = watched  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: not app.view.loading)
+        await pilot.press("G")
+        newest = app.flows.selected
+        await pilot.press("slash")
+        app.filter_bar.input.value = "/v1/items/"  # typed slowly, a prefix could be applied on the way
+        applied.clear()
+        await pilot.press("enter")
+        await until(pilot, lambda: not app.view.loading and len(app.view) == 60, what="the whole view")
+        height = app.flows.body_height
+        assert applied == [(height, False), (60, True)]
+        assert app.flows.selected == newest and app.flows.cursor == 59 and app.flows.at_newest_edge()
+        assert "60 shown" in app.status_bar.render().plain
+
+
+async def test_a_new_view_keeps_the_selected_flow_where_it_was_on_screen(tmp_path: Path) -> None:
+    """Each reset (a preview, then the whole view; clearing the filter) keeps the cursor's flow on its screen
+    row: after the preview the list is scrolled to its top, and the whole view must not open there."""
+    store = Store(build_store(tmp_path / "capture.db", extra=60))
+    view = FlowView(store)
+
+    class One(App[None]):
+        CSS = "FlowList { overflow-x: hidden; }"  # as in the app: no row for a horizontal scrollbar
+
+        def compose(self) -> ComposeResult:
+            yield FlowList(view)
+
+    async with One().run_test(size=(100, 20)) as pilot:
+        flows = pilot.app.query_one(FlowList)
+        view.begin(ViewSpec())
+        flows.sync(view.apply(load_sql(store, ViewSpec())))
+        flows.go_bottom()
+        await pilot.pause()
+        spec = ViewSpec(text="/v1/items/")
+        whole = load_sql(store, spec)
+        height = flows.body_height
+        view.begin(spec)
+        flows.sync(view.apply(Batch(whole.seqs[-height:], whole.last_seq, reset=True, done=False)))
+        await pilot.pause()
+        assert flows.scroll_offset.y == 0 and flows.cursor == height - 1
+        flows.sync(view.apply(whole))
+        await pilot.pause()
+        assert flows.at_newest_edge() and flows.cursor == 59 and flows.selected == whole.seqs[-1]
+        flows.move_to(50)
+        row = flows.cursor - flows.scroll_offset.y
+        view.begin(ViewSpec())
+        flows.sync(view.apply(load_sql(store, ViewSpec())))
+        await pilot.pause()
+        assert flows.selected == whole.seqs[50] and flows.cursor - flows.scroll_offset.y == row
+    store.close()
 
 
 async def test_follow_and_new_flow_count(proxy: Proxy, origin: OriginServer) -> None:

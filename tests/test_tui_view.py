@@ -16,11 +16,12 @@ from proxycap.bus import FlowEvent
 from proxycap.filtering import FilterError
 from proxycap.store import Query, Store
 from proxycap.summary import summarize
+from proxycap.tui import view as view_module
 from proxycap.tui.bodyview import _THEME, _lexer, highlight, render_body, render_raw
 from proxycap.tui.clients import ua_label
 from proxycap.tui.flow_list import COLUMNS, layout
 from proxycap.tui.textlines import wrap_offsets
-from proxycap.tui.view import Batch, FlowView, ViewSpec, discover_sql, load_sql, resort, scan_expr
+from proxycap.tui.view import Batch, FlowView, ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 
 
 @pytest.fixture
@@ -84,6 +85,28 @@ def test_all_rows_with_and_without_gaps(store: Store) -> None:
     store.delete([every[4]])  # a gap: the ids can no longer be counted, they are read
     assert store.seqs() == every[:4] + every[5:]
     assert store.seqs(Query(after_seq=every[2], upto_seq=every[5])) == [every[3], every[5]]
+
+
+def test_a_text_filter_previews_the_newest_screenful(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(view_module, "PREVIEW_WINDOW", 8)
+    items = [_flow(60 + i, "127.0.0.2", CURL, "GET", f"https://api.example.com/items/{i}", 200, "text/plain", b"", b"")
+             for i in range(12)]
+    store.write([(summarize(f), None) for f in items])
+    spec = ViewSpec(text="/items/")
+    full = load_sql(store, spec)
+    assert len(full.seqs) == 12 and full.done
+    newest = full.seqs[-1]
+    preview = load_quick(store, spec, 3, newest)
+    assert preview is not None and preview.seqs == full.seqs[-3:] and preview.reset and not preview.done
+    middle = load_quick(store, spec, 2, full.seqs[5])
+    assert middle is not None and middle.seqs == full.seqs[4:8]
+    assert load_quick(store, spec, 9, newest) is None  # 8 flows cannot fill 9 rows: wait for the whole view
+    assert load_quick(store, ViewSpec(text="/items/", order="status"), 3, newest) is None
+    every = load_quick(store, ViewSpec(), 3, newest)  # no filter: the whole view at once, when it is a range
+    assert every is not None and every.done and every.seqs == load_sql(store, ViewSpec()).seqs
+    assert load_quick(store, ViewSpec(client_ip="127.0.0.2"), 3, newest) is None
+    view = loaded(store, spec)
+    assert view.nearest(full.seqs[0] - 1) == 0 and view.nearest(newest + 5) == 11 and view.nearest(full.seqs[3]) == 3
 
 
 def test_new_rows_are_discovered_past_last_seq(store: Store) -> None:
@@ -178,7 +201,9 @@ def test_bodies() -> None:
     assert body.description.startswith("JSON, 13B, decoded gzip")
     raw = [t.plain for t in render_raw(f.response).lines]
     assert raw[raw.index("") + 1].startswith("00000000  1f 8b")  # raw: the gzip bytes
-    assert render_body(f.response, f, limit=5).truncated
+    cut = render_body(f.response, f, limit=11)
+    assert cut.truncated and [t.plain for t in cut.lines[:2]] == ["{", '  "a": [']
+    assert cut.lines[-1].plain == "showing the first 11 characters; press + for more"  # JSON encoded only so far
 
     f.response.headers["content-encoding"] = "identity"
     f.response.headers["content-type"] = "image/png"

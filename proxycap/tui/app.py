@@ -42,6 +42,7 @@ from proxycap.tui.view import (
     FlowView,
     ViewSpec,
     discover_sql,
+    load_quick,
     load_sql,
     resort,
     scan_expr,
@@ -132,7 +133,7 @@ class ProxycapApp(App[int]):
 
     @property
     def inspecting(self) -> bool:
-        return self.inspector.display
+        return self.inspector.is_open
 
     def on_mount(self) -> None:
         self.clients.display = self.size.width >= NARROW
@@ -176,12 +177,20 @@ class ProxycapApp(App[int]):
             self.filter_bar.show("filtering…")
             self._scan_worker = self._scan(gen, spec, spec.floor, [], True)
         else:
-            self._load(gen, spec)
+            # The first screenful in the very next frame (a worker's result would come a frame later); the
+            # whole view after that frame, so its scan does not slow the frame down.
+            quick = load_quick(self.store, spec, self.flows.body_height, self.flows.selected)
+            if quick is None:
+                self._load(gen, spec)
+            else:
+                self._apply(gen, quick)
+                if not quick.done:
+                    self.call_after_refresh(self._load, gen, spec)
 
     @work(thread=True, exclusive=True, group="view", exit_on_error=False)
     def _load(self, gen: int, spec: ViewSpec) -> None:
-        batch = load_sql(self.worker_store, spec)
-        self.call_from_thread(self._apply, gen, batch)
+        if gen == self.view.generation:  # not overtaken while it waited for its turn
+            self.call_from_thread(self._apply, gen, load_sql(self.worker_store, spec))
 
     @work(thread=True, exclusive=True, group="view", exit_on_error=False)
     def _scan(self, gen: int, spec: ViewSpec, after: int, recheck: list[str], reset: bool) -> None:
@@ -287,7 +296,7 @@ class ProxycapApp(App[int]):
 
     def _show_status(self) -> None:
         s = self.status
-        s.shown = len(self.view)
+        s.shown = None if self.view.loading else len(self.view)
         s.paused = self.view.frozen
         s.rate = sum(n for _, n in self._rate) / RATE_WINDOW
         self.status_bar.show(s)
@@ -367,19 +376,19 @@ class ProxycapApp(App[int]):
     def action_inspect(self) -> None:
         if self.flows.selected is None:
             return
-        inspector = self.inspector
-        inspector.display = True  # an inline style, not a class: no restyle of its widgets
-        inspector.show_flow(self.flows.selected)
+        self.inspector.open(self.flows.selected)
+        self.refresh_bindings()
+
+    def on_inspector_revealed(self, _: Inspector.Revealed) -> None:
         if self.size.height < SHORT:
-            self.screen.maximize(inspector)
-            inspector.lines().focus()
+            self.screen.maximize(self.inspector)
+            self.inspector.lines().focus()
         self.refresh_bindings()
 
     def action_back(self) -> None:
         if self.inspecting:
             self.screen.minimize()
-            self.inspector.display = False
-            self.inspector.show_flow(None)
+            self.inspector.close()
             self.flows.focus()
             self.refresh_bindings()
         elif self.filter_bar.value:

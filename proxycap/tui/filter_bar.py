@@ -10,7 +10,6 @@ import logging
 import os
 from pathlib import Path
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -97,6 +96,7 @@ class FilterBar(Horizontal):
         super().__init__(id=id)
         self.history_file = history_file
         self._timer: Timer | None = None
+        self._shown: tuple[str, bool] = ("", False)
 
     def compose(self) -> ComposeResult:
         yield Static("/", id="filter-prompt")
@@ -135,9 +135,13 @@ class FilterBar(Horizontal):
     def action_done(self) -> None:
         self.post_message(self.Done())
 
-    def show(self, text: str | Text, error: bool = False) -> None:
+    def show(self, text: str, error: bool = False) -> None:
         """Status on the right: a count, progress, or (``error``) why the expression was not applied."""
+        shown = (text, error)
+        if shown == self._shown:  # an update reflows the screen (the status is as wide as its text)
+            return
+        self._shown = shown
         status = self.query_one("#filter-status", Static)
         status.set_class(error, "-error")
         status.update(text)
-        status.tooltip = str(text) if error else None
+        status.tooltip = text if error else None

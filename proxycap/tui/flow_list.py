@@ -176,15 +176,23 @@ class FlowList(ScrollView, can_focus=True):
         view, desc = self.view, self.view.spec.descending
         following = self.follow and self.at_newest_edge()
         on_newest = self.cursor >= len(view) - change.added - 1 if not desc else self.cursor == 0
+        keep_row = None  # the cursor's row on screen, kept across a reset
         if change.reset or not change.appended:
             index = view.index_of(self.selected) if self.selected is not None else None
+            if change.reset and self.selected is not None:
+                if index is None:  # filtered out: the nearest flow before it takes its place
+                    index = view.nearest(self.selected)
+                if index is not None and 0 <= self.cursor - self.scroll_offset.y < self.body_height:
+                    keep_row = self.cursor - self.scroll_offset.y
             self.cursor = index if index is not None else min(self.cursor, max(0, len(view) - 1))
         elif desc and change.added:
             self.cursor += change.added
             if not following:
                 self.jump(self.scroll_y + change.added)
         self.virtual_size = Size(self.scrollable_content_region.width, len(view) + 1)
-        if following and change.added and not change.reset:
+        if keep_row is not None:
+            self.jump(self.cursor - keep_row)
+        elif following and change.added and not change.reset:
             if on_newest:
                 self.cursor = 0 if desc else len(view) - 1
             self.scroll_newest()

@@ -7,6 +7,7 @@ a screenful of each big body, then all of it. Changing the body view re-renders 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 from mitmproxy import http
@@ -15,6 +16,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import Input, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
@@ -25,17 +27,27 @@ from proxycap.tui.textlines import TextLines
 
 TABS = {"request": "Request", "response": "Response", "details": "Details", "websocket": "WebSocket"}
 HINT = "v view · x raw · + more · ctrl+f search · z zoom"
-# Characters of each body rendered first: a screenful shows at once, the rest of a big body follows (a 64 KB
-# JSON body takes ~80 ms to highlight whole, several times that beside a busy proxy).
-PREVIEW = 16 * 1024
+# Characters of each body rendered first (a few screens of indented JSON): they show at once, the rest of a big
+# body follows (a 64 KB JSON body takes ~80 ms to highlight whole, several times that beside a busy proxy).
+PREVIEW = 8 * 1024
+# ... and the rest starts this much later, if the flow is still shown: browsing flows with the inspector open,
+# the user moves on first, and a build already running cannot be stopped (it would compete with the next one).
+REST_DELAY = 0.25
+# An opening inspector appears with its first screenful, or after this long with "loading…" (see ``open``).
+REVEAL_WAIT = 0.15
 
 
 class Inspector(Vertical):
     ALLOW_MAXIMIZE = True  # "z", and how it opens on short terminals
 
+    class Revealed(Message):
+        """The inspector has appeared (the app gives it the keyboard on short terminals)."""
+
     def __init__(self, store: Store, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.store = store  # the workers' connection
+        self._opening = False  # open() was called, the inspector is not shown yet
+        self._websocket_tab = False  # whether that tab is shown
         self.seq: int | None = None
         self.options = DocOptions()
         self.doc: FlowDoc | None = None
@@ -51,7 +63,36 @@ class Inspector(Vertical):
         yield Input(placeholder="search (enter: next match, esc: close)", id="inspector-search", classes="search")
         yield Static(id="inspector-note", markup=False)
 
-    # --- which flow -----------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.query_one(TabbedContent).hide_tab("websocket")  # until a WebSocket flow is shown
+
+    # --- open, close, which flow ---------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.display or self._opening
+
+    def open(self, seq: int) -> None:
+        """Inspect ``seq``, appearing with its first screenful: one full layout of the screen instead of two (an
+        empty inspector, then its content), each 20-45 ms beside a busy proxy. At most ``REVEAL_WAIT`` later."""
+        if self.display:
+            self.show_flow(seq)
+            self.post_message(self.Revealed())
+            return
+        self._opening = True
+        self.show_flow(seq)
+        self.set_timer(REVEAL_WAIT, self._reveal)
+
+    def close(self) -> None:
+        self._opening = False
+        self.display = False
+        self.show_flow(None)
+
+    def _reveal(self) -> None:
+        if self._opening:
+            self._opening = False
+            self.display = True  # an inline style, not a class: no restyle of its widgets
+            self.post_message(self.Revealed())
 
     def show_flow(self, seq: int | None, reload: bool = False) -> None:
         """Inspect ``seq`` (``reload``: it changed, load it again)."""
@@ -70,7 +111,7 @@ class Inspector(Vertical):
         self._load(seq, self.options, None, keep_position=reload)
 
     def _title(self, text: Text) -> None:
-        self.query_one("#inspector-title", Static).update(text)
+        self.query_one("#inspector-title", Static).update(text, layout=False)  # a line: its size is fixed
 
     @work(thread=True, exclusive=True, group="inspector", exit_on_error=False)
     def _load(
@@ -89,7 +130,11 @@ class Inspector(Vertical):
         worker = get_current_worker()
         # A preview only for a flow opened afresh: cut short, it would move a reader of the full body up to its end.
         first = options.limit > PREVIEW and not keep_position
-        for limit in (PREVIEW, options.limit) if first else (options.limit,):
+        for rest, limit in enumerate((PREVIEW, options.limit) if first else (options.limit,)):
+            if rest:
+                time.sleep(REST_DELAY)
+                if worker.is_cancelled or seq != self.seq:
+                    return
             doc = flowdoc.build(*loaded, dataclasses.replace(options, limit=limit))
             if worker.is_cancelled or seq != self.seq:
                 return
@@ -109,14 +154,17 @@ class Inspector(Vertical):
         for tab_id, lines in (("request", doc.request.lines), ("response", doc.response.lines),
                               ("details", doc.details), ("websocket", doc.websocket or [])):
             self.lines(tab_id).set_lines(lines, keep_position=keep_position)
-        tabs = self.query_one(TabbedContent)
-        if doc.websocket is None:
-            if tabs.active == "websocket":
-                tabs.active = "response"
-            tabs.hide_tab("websocket")
-        else:
-            tabs.show_tab("websocket")
+        if (doc.websocket is not None) != self._websocket_tab:  # each change restyles and reflows the tabs
+            self._websocket_tab = doc.websocket is not None
+            tabs = self.query_one(TabbedContent)
+            if self._websocket_tab:
+                tabs.show_tab("websocket")
+            else:
+                if tabs.active == "websocket":
+                    tabs.active = "response"
+                tabs.hide_tab("websocket")
         self._note()
+        self._reveal()
 
     # --- tabs, views, search --------------------------------------------------------------------
 
@@ -144,7 +192,7 @@ class Inspector(Vertical):
         if self.doc is not None and tab in ("request", "response"):
             body = self.doc.request if tab == "request" else self.doc.response
         parts = [f"{tab} body: {body.description}" if body and body.description else "", HINT]
-        self.query_one("#inspector-note", Static).update(" · ".join(p for p in parts if p))
+        self.query_one("#inspector-note", Static).update(" · ".join(p for p in parts if p), layout=False)
 
     def _rerender(self, **changes: Any) -> None:
         self.options = dataclasses.replace(self.options, **changes)

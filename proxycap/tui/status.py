@@ -19,7 +19,7 @@ class Status:
     listen: list[tuple[str, int]] | None  # None: read-only (no proxy)
     paused: bool = False
     total: int = 0
-    shown: int = 0
+    shown: int | None = 0  # None: still counting
     rate: float = 0.0
     warnings: int = 0
     ca_hint: bool = True
@@ -33,7 +33,7 @@ def render(s: Status) -> Text:
         state = Text("❚❚ paused", Style(bold=True, color="yellow")) if s.paused else Text("● rec", Style(color="red"))
         state.append(" " + ", ".join(f"{h}:{p}" for h, p in s.listen))
         parts.append(state)
-    parts.append(Text(f"{s.shown:,} shown / {s.total:,} flows"))
+    parts.append(Text(f"{'…' if s.shown is None else format(s.shown, ',')} shown / {s.total:,} flows"))
     if s.listen is not None:
         parts.append(Text(f"{s.rate:.1f} req/s"))
     if s.warnings:
@@ -55,4 +55,4 @@ class StatusBar(Static):
         text.overflow = "ellipsis"
         if text.markup != self._last:
             self._last = text.markup
-            self.update(text)
+            self.update(text, layout=False)  # one line, full width: its text never changes its size
