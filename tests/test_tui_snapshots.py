@@ -59,7 +59,9 @@ def settled(*keys: str, until: Callable[[ProxycapApp], bool] = lambda app: True)
 
 
 def inspected(app: ProxycapApp) -> bool:
-    return app.inspector.doc is not None
+    """Shown with its content, and the active tab underlined (Textual places the line after a refresh)."""
+    underline = app.inspector.query_one("Underline")
+    return app.inspector.doc is not None and app.inspector.display and underline.highlight_end > 0
 
 
 def test_main_screen(store: Path, snap_compare) -> None:
