@@ -43,6 +43,7 @@ def settled(*keys: str, until: Callable[[ProxycapApp], bool] = lambda app: True)
     async def run_before(pilot: Pilot) -> None:
         app = pilot.app
         assert isinstance(app, ProxycapApp)
+        app.animation_level = "none"  # a slow machine would catch the tabs' underline sliding into place
         for condition in (lambda: not app.view.loading and app.clients.rows, *([None] if keys else [])):
             if condition is None:
                 await pilot.press(*keys)
