@@ -155,9 +155,11 @@ class ProxycapApp(App[int]):
             self.sub.close()
         self.resolver.close()
         self.workers.cancel_all()
-        # Thread workers can't be interrupted: let them finish their store call before the stores close.
+        # Thread workers can't be interrupted: let them finish their store call before the stores close (a cancelled
+        # worker's wait raises WorkerCancelled: gathered as a result, it does not cut the waiting for the others short).
+        waits = asyncio.gather(*(worker.wait() for worker in self.workers), return_exceptions=True)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.workers.wait_for_complete(), UNMOUNT_WAIT)
+            await asyncio.wait_for(waits, UNMOUNT_WAIT)
         self.store.close()
         self.worker_store.close()
 

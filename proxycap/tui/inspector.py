@@ -47,7 +47,7 @@ class Inspector(Vertical):
         super().__init__(id=id)
         self.store = store  # the workers' connection
         self._opening = False  # open() was called, the inspector is not shown yet
-        self._websocket_tab = False  # whether that tab is shown
+        self._websocket_tab = False  # whether that tab is shown (it is hidden when the inspector first appears)
         self.seq: int | None = None
         self.options = DocOptions()
         self.doc: FlowDoc | None = None
@@ -62,9 +62,6 @@ class Inspector(Vertical):
                     yield TextLines(id=f"lines-{tab_id}")
         yield Input(placeholder="search (enter: next match, esc: close)", id="inspector-search", classes="search")
         yield Static(id="inspector-note", markup=False)
-
-    def on_mount(self) -> None:
-        self.query_one(TabbedContent).hide_tab("websocket")  # until a WebSocket flow is shown
 
     # --- open, close, which flow ---------------------------------------------------------------
 
@@ -92,7 +89,20 @@ class Inspector(Vertical):
         if self._opening:
             self._opening = False
             self.display = True  # an inline style, not a class: no restyle of its widgets
+            self._show_websocket_tab(self._websocket_tab)
             self.post_message(self.Revealed())
+
+    def _show_websocket_tab(self, shown: bool) -> None:
+        """Show or hide the WebSocket tab. Also what makes the tabs place their underline when the inspector
+        appears: shown by an inline style, they get no Resize event."""
+        self._websocket_tab = shown
+        tabs = self.query_one(TabbedContent)
+        if shown:
+            tabs.show_tab("websocket")
+        else:
+            if tabs.active == "websocket":
+                tabs.active = "response"
+            tabs.hide_tab("websocket")
 
     def show_flow(self, seq: int | None, reload: bool = False) -> None:
         """Inspect ``seq`` (``reload``: it changed, load it again)."""
@@ -155,14 +165,7 @@ class Inspector(Vertical):
                               ("details", doc.details), ("websocket", doc.websocket or [])):
             self.lines(tab_id).set_lines(lines, keep_position=keep_position)
         if (doc.websocket is not None) != self._websocket_tab:  # each change restyles and reflows the tabs
-            self._websocket_tab = doc.websocket is not None
-            tabs = self.query_one(TabbedContent)
-            if self._websocket_tab:
-                tabs.show_tab("websocket")
-            else:
-                if tabs.active == "websocket":
-                    tabs.active = "response"
-                tabs.hide_tab("websocket")
+            self._show_websocket_tab(doc.websocket is not None)
         self._note()
         self._reveal()
 
