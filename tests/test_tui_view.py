@@ -87,7 +87,9 @@ def test_all_rows_with_and_without_gaps(store: Store) -> None:
     assert store.seqs(Query(after_seq=every[2], upto_seq=every[5])) == [every[3], every[5]]
 
 
-def test_a_text_filter_previews_the_newest_screenful(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_text_filter_previews_a_screenful_around_the_selected_flow(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(view_module, "PREVIEW_WINDOW", 8)
     items = [_flow(60 + i, "127.0.0.2", CURL, "GET", f"https://api.example.com/items/{i}", 200, "text/plain", b"", b"")
              for i in range(12)]

@@ -182,8 +182,9 @@ class FlowList(ScrollView, can_focus=True):
             if change.reset and self.selected is not None:
                 if index is None:  # filtered out: the nearest flow before it takes its place
                     index = view.nearest(self.selected)
-                if index is not None and 0 <= self.cursor - self.scroll_offset.y < self.body_height:
-                    keep_row = self.cursor - self.scroll_offset.y
+                row = self.cursor - self.scroll_offset.y
+                if index is not None and 0 <= row < self.body_height:
+                    keep_row = row
             self.cursor = index if index is not None else min(self.cursor, max(0, len(view) - 1))
         elif desc and change.added:
             self.cursor += change.added

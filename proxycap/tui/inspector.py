@@ -164,8 +164,11 @@ class Inspector(Vertical):
         for tab_id, lines in (("request", doc.request.lines), ("response", doc.response.lines),
                               ("details", doc.details), ("websocket", doc.websocket or [])):
             self.lines(tab_id).set_lines(lines, keep_position=keep_position)
-        if (doc.websocket is not None) != self._websocket_tab:  # each change restyles and reflows the tabs
-            self._show_websocket_tab(doc.websocket is not None)
+        websocket = doc.websocket is not None
+        if self._opening:
+            self._websocket_tab = websocket  # shown or hidden as it appears, just below
+        elif websocket != self._websocket_tab:  # each change restyles and reflows the tabs
+            self._show_websocket_tab(websocket)
         self._note()
         self._reveal()
 
