@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,11 @@ from proxycap import __version__, gcsettle
 from proxycap.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig, EngineError
 from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.store import Store, StoreError
+
+# How long a lone Esc waits for the rest of an escape sequence (ms), unless the environment says (ncurses'
+# ESCDELAY, which Textual reads). Textual's 100 ms is caution for slow serial lines; a terminal writes a whole
+# sequence at once, even over SSH (vim's users and newsbeuter settle on 25).
+ESCDELAY_MS = "25"
 
 EXAMPLES = """\
 examples:
@@ -227,6 +233,7 @@ def cmd_ca(args: argparse.Namespace) -> int:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     """Start the proxy before importing Textual: it listens sooner, and its errors print before the UI starts."""
+    os.environ.setdefault("ESCDELAY", ESCDELAY_MS)  # read once, when Textual is imported
     if args.open is not None:
         from proxycap.tui.app import ProxycapApp
 

@@ -20,6 +20,8 @@ from typing import Any
 from textual import events, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.worker import Worker, get_current_worker
 
 from proxycap.bus import ClientEvent, FlowEvent, LogEvent
@@ -29,6 +31,7 @@ from proxycap.store import Store
 from proxycap.tui import keys
 from proxycap.tui.clients import ClientsPanel, ReverseDNS, client_rows
 from proxycap.tui.commands import ProxycapCommands
+from proxycap.tui.driver import PromptEscapeDriver
 from proxycap.tui.filter_bar import FilterBar
 from proxycap.tui.flow_list import FlowList
 from proxycap.tui.inspector import Inspector
@@ -112,6 +115,11 @@ class ProxycapApp(App[int]):
         self._inspect_due: float | None = None
         self._tick_cpu = 0.0  # the UI thread's CPU time at the last tick (spaces ticks out under load)
         self._event_screen: EventLogScreen | None = None
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's terminal driver, but answering a lone Esc without its extra 100 ms (``driver.py``)."""
+        driver = super().get_driver_class()
+        return PromptEscapeDriver if driver is LinuxDriver else driver
 
     # --- layout ---------------------------------------------------------------------------------
 
