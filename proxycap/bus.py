@@ -72,8 +72,8 @@ class Subscription:
         self.with_state = with_state
         self.queue: collections.deque[Event] = collections.deque()
         self.lagged = False
-        # Bytes of flow state received and stored. Each counter has one writing thread (publisher, subscriber),
-        # so neither needs a lock. ``failing``: storing is broken, so waiting for it would stop the proxy.
+        # Bytes of flow state received (written by the publisher alone: no lock) and stored or given up (the
+        # subscriber's to keep). ``failing``: storing is broken, so waiting for it would stop the proxy.
         self.bytes_in = 0
         self.bytes_out = 0
         self.failing = False

@@ -243,10 +243,12 @@ class Store:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
+                    self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    self._conn_written.clear()  # connections it wrote are gone with it: write them again
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
             except sqlite3.DatabaseError as e:
                 raise StoreError(self._explain(e)) from None
 

@@ -3,7 +3,9 @@
 A thread drains the bus every 50 ms and collapses the events per flow (a request and its response usually
 arrive in the same batch and cost one row write). Serialising, compressing and SQLite run in a child process
 (``writer_child``) with its own interpreter, so they never take the proxy's GIL. The child reports each
-batch stored; what it has not stored yet is the bus's backlog, which the recorder keeps bounded.
+batch stored; what it has not stored yet is the bus's backlog, which the recorder keeps bounded. While the store
+cannot be written at all (a full disk), the proxy goes on without waiting, and the writer holds what waits for
+the store only up to ``HOLD_LIMIT``: past it, flows are kept as their summaries, without bodies.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from mitmproxy.utils import human
+
 from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent, state_bytes
 from proxycap.store import Store, StoreError
 from proxycap.writer_child import Trimmer, read_frame, write_frame
@@ -28,11 +32,16 @@ logger = logging.getLogger(__name__)
 BATCH_INTERVAL = 0.05  # seconds between batches when traffic is steady
 MAX_BATCH = 500  # events per batch: bounds the bodies a batch holds and how long it holds the write lock
 RESTARTS = 3  # times a crashed child is restarted before the writer gives up
+# Captured flows (bodies, roughly) held for a store that cannot be written; held twice (here, to resend to a
+# restarted child, and in the child). Past it, flows lose their bodies: ~1 KB each instead of their size.
+HOLD_LIMIT = 64 << 20
 
 
 class StoreWriter:
-    def __init__(self, store_path: Path, bus: Bus) -> None:
+    def __init__(self, store_path: Path, bus: Bus, hold_limit: int = HOLD_LIMIT) -> None:
         self.store_path = store_path
+        self.hold_limit = hold_limit
+        self._stripped = 0  # flows whose bodies were dropped since the store began failing
         self.sub = bus.subscribe("store-writer", with_state=True)  # unbounded: the store must see every event
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proxycap-store-writer", daemon=True)
@@ -92,7 +101,7 @@ class StoreWriter:
         while (frame := read_frame(child.stdout.fileno())) is not None:
             kind, *args = pickle.loads(frame)
             if kind == "written":
-                with self._lock:
+                with self._lock:  # the writer thread adds to bytes_out too
                     for _ in range(min(args[0], len(self._sent))):
                         self.sub.bytes_out += self._sent.popleft()[1]
                 self.sub.failing = False
@@ -147,6 +156,7 @@ class StoreWriter:
             self._listener.join()  # its last reports are read before the count below
         if self._sent:  # the child said why, if it could; make sure the count is in the log
             logger.error(f"store writer exited ({code}) with {len(self._sent)} batches not confirmed as stored")
+        self._report_stripped()
 
     # --- the thread ---------------------------------------------------------------------------------
 
@@ -156,6 +166,9 @@ class StoreWriter:
             stopping = self._stop.wait(BATCH_INTERVAL)
             events = self.sub.drain(MAX_BATCH)
             try:
+                self._report_stripped()
+                if events and self.sub.failing and self.sub.bytes_in - self.sub.bytes_out > self.hold_limit:
+                    events = self._strip(events)
                 if events:
                     size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
                     self._send(pickle.dumps(collapse(events), protocol=5), size)
@@ -168,6 +181,30 @@ class StoreWriter:
                 logger.exception(f"store writer: {e}")
                 if stopping:
                     return
+
+    def _report_stripped(self) -> None:
+        if self._stripped and not self.sub.failing:
+            logger.warning(f"{self._stripped} flows captured while the store failed were stored without bodies")
+            self._stripped = 0
+
+    def _strip(self, events: list[Any]) -> list[Any]:
+        """The events with flows' full state dropped (counted as gone from the backlog), summaries kept."""
+        out: list[Any] = []
+        flows = size = 0
+        for e in events:
+            if isinstance(e, FlowEvent) and e.state is not None:
+                flows, size = flows + 1, size + state_bytes(e)
+                e = FlowEvent(e.kind, e.flow_id, e.summary)
+            out.append(e)
+        if flows:
+            if not self._stripped:
+                held = human.pretty_size(self.hold_limit)
+                logger.error(f"the store still cannot be written and {held} of flows wait for it: "
+                             "new flows are kept without bodies until it can")
+            self._stripped += flows
+            with self._lock:  # the listener thread adds to bytes_out too
+                self.sub.bytes_out += size
+        return out
 
 
 Batch = tuple[list[tuple[dict[str, Any], dict[str, Any] | None]], list[tuple], list[tuple]]
