@@ -54,8 +54,9 @@ from proxycap.tui.view import (
 TICK = 0.1  # seconds between bus drains / store polls, at the most
 # The UI shares the GIL with the proxy it watches: while flows stream in, each tick's redraw of the whole list
 # costs tens of ms, so ticks are spaced to keep the UI thread under this share of a core (keys still answer at
-# once; only the live updates slow down), down to one a second.
-UI_SHARE = 0.1
+# once; only the live updates slow down), down to one a second. 5 % rather than 10 %: +7-9 % of the proxy's
+# throughput under full load (bench/RESULTS.md), for a list scrolling 2-4 times a second instead of 4-8.
+UI_SHARE = 0.05
 MAX_TICK = 1.0
 CLIENTS_INTERVAL = 1.0
 CLIENTS_MAX_SHARE = 0.05  # the clients panel's refresh may take at most this share of the time
