@@ -158,6 +158,17 @@ def test_failing_origins_are_recorded_as_errors(
         assert c.get(f"{origin.url}/json").status_code == 200
 
 
+def test_log_file_keeps_connection_errors_but_not_every_open_and_close(proxy: Proxy, origin: OriginServer) -> None:
+    with proxy.client() as c:
+        assert c.get(f"http://127.0.0.1:{refused_port()}/refused").status_code == 502
+        assert c.get(f"{origin.url}/json").status_code == 200
+    proxy.wait_flows(2)
+    proxy.session.stop()
+    log = (proxy.store_path.parent / "proxycap.log").read_text()
+    assert "error establishing server connection" in log
+    assert "client connect" not in log and "server connect 127" not in log and "disconnect" not in log
+
+
 def test_clients_are_told_apart_by_source_ip(proxy: Proxy, origin: OriginServer) -> None:
     for ip, n in (("127.0.0.2", 3), ("127.0.0.3", 2), ("127.0.0.20", 1)):
         with proxy.client(source_ip=ip) as c:
