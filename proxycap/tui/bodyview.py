@@ -94,13 +94,20 @@ def highlight(text: str, lexer_name: str | None) -> list[Text]:
         style = styles.get(token)
         if style is None:
             style = styles[token] = _THEME.get_style_for_token(token)
+        if "\n" not in value:  # most tokens: no split, no loop
+            parts.append(value)
+            if style:  # no span for unstyled text (indentation, punctuation in most themes)
+                spans.append(Span(pos, pos + len(value), style))
+            pos += len(value)
+            continue
         for i, part in enumerate(value.split("\n")):
             if i:
                 lines.append(Text("".join(parts), spans=spans))
                 parts, spans, pos = [], [], 0
             if part:
                 parts.append(part)
-                spans.append(Span(pos, pos + len(part), style))
+                if style:
+                    spans.append(Span(pos, pos + len(part), style))
                 pos += len(part)
     lines.append(Text("".join(parts), spans=spans))
     return lines
@@ -168,7 +175,7 @@ def _size_note(shown: int, total: int | None, unit: str = "characters") -> str:
 
 def _pretty_json(data: bytes, limit: int) -> tuple[str, bool]:
     """Indented JSON, encoded only as far as ``limit`` characters, and whether that is all of it. Indenting
-    runs json's pure-Python encoder (~20 ms for a 64 KB body), and the inspector's first pass shows 8 KB."""
+    runs json's pure-Python encoder (~20 ms for a 64 KB body), and the inspector's first pass shows 4 KB."""
     chunks: list[str] = []
     size = 0
     for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(json.loads(data)):

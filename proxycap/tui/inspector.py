@@ -27,9 +27,9 @@ from proxycap.tui.textlines import TextLines
 
 TABS = {"request": "Request", "response": "Response", "details": "Details", "websocket": "WebSocket"}
 HINT = "v view · x raw · + more · ctrl+f search · z zoom"
-# Characters of each body rendered first (a few screens of indented JSON): they show at once, the rest of a big
-# body follows (a 64 KB JSON body takes ~80 ms to highlight whole, several times that beside a busy proxy).
-PREVIEW = 8 * 1024
+# Characters of each body rendered first (~300 lines of indented JSON, several screens): they show at once, the
+# rest of a big body follows (a 64 KB JSON body takes ~80 ms to highlight whole, more beside a busy proxy).
+PREVIEW = 4 * 1024
 # ... and the rest starts this much later, if the flow is still shown: browsing flows with the inspector open,
 # the user moves on first, and a build already running cannot be stopped (it would compete with the next one).
 REST_DELAY = 0.25
