@@ -55,7 +55,10 @@ async def terminal() -> Iterator[tuple[int, RecordingDriver]]:
 
 def test_the_app_runs_in_a_terminal_with_this_driver(tmp_path: Path) -> None:
     Store(tmp_path / "store.db").close()
-    assert ProxycapApp(tmp_path / "store.db").driver_class is PromptEscapeDriver
+    app = ProxycapApp(tmp_path / "store.db")
+    app.store.close()
+    app.worker_store.close()
+    assert app.driver_class is PromptEscapeDriver
 
 
 async def test_a_lone_escape_arrives_when_its_wait_ends_not_at_the_next_poll(
