@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -229,9 +230,10 @@ async def test_the_inspector_appears_with_its_content(tmp_path: Path, monkeypatc
     """Not empty first and filled a frame later (two full layouts of the screen)."""
     monkeypatch.setattr(inspector_module, "REVEAL_WAIT", 5.0)  # only its content may reveal it here
     build = flowdoc.build
+    built = threading.Event()  # a big body beside a busy proxy: built when the test says so
 
     def slow(f: Any, row: dict, options: DocOptions) -> FlowDoc:
-        time.sleep(0.3)  # a big body beside a busy proxy
+        built.wait(10)
         return build(f, row, options)
 
     monkeypatch.setattr(flowdoc, "build", slow)
@@ -241,6 +243,7 @@ async def test_the_inspector_appears_with_its_content(tmp_path: Path, monkeypatc
         await pilot.press("enter")
         await pilot.pause(0.1)
         assert app.inspecting and not app.inspector.display  # its keys work already; it shows with its content
+        built.set()
 
         def shown() -> bool:
             if app.inspector.display:
@@ -249,7 +252,9 @@ async def test_the_inspector_appears_with_its_content(tmp_path: Path, monkeypatc
             return False
 
         await until(pilot, shown, what="the inspector")
+        built.clear()
         await pilot.press("escape", "down", "enter", "escape")  # closed while it opened: it stays closed
+        built.set()
         await pilot.pause(0.3)
         assert not app.inspecting and not app.inspector.display
 
