@@ -6,7 +6,7 @@ import os
 import queue
 import threading
 import tty
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,8 +37,8 @@ class RecordingDriver(PromptEscapeDriver):
 
 
 @pytest.fixture
-async def terminal() -> Iterator[tuple[int, RecordingDriver]]:
-    """The driver reading a pty's slave end; the test types into its master end."""
+async def terminal() -> AsyncIterator[tuple[int, RecordingDriver]]:
+    """The driver reading a pty's slave end; the test types into its master end. (Async: a driver needs a loop.)"""
     master, slave = os.openpty()
     tty.setraw(slave)  # as Textual sets the user's terminal: bytes as typed, not lines
     driver = RecordingDriver(slave)
