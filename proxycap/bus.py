@@ -78,8 +78,14 @@ class Subscription:
         self.bytes_out = 0
         self.failing = False
 
+    @property
+    def unstored(self) -> int:
+        """Bytes of flow state received and neither stored nor given up: what this subscriber holds for the store."""
+        return self.bytes_in - self.bytes_out
+
     def backlog(self) -> int:
-        return 0 if self.failing else self.bytes_in - self.bytes_out
+        """What the proxy may wait for: nothing while storing is broken."""
+        return 0 if self.failing else self.unstored
 
     def put(self, event: Event) -> None:
         if self.with_state and isinstance(event, FlowEvent) and event.state is not None:

@@ -167,7 +167,7 @@ class StoreWriter:
             events = self.sub.drain(MAX_BATCH)
             try:
                 self._report_stripped()
-                if events and self.sub.failing and self.sub.bytes_in - self.sub.bytes_out > self.hold_limit:
+                if events and self.sub.failing and self.sub.unstored > self.hold_limit:
                     events = self._strip(events)
                 if events:
                     size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)

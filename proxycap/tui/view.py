@@ -282,16 +282,17 @@ class FlowView:
                 i, found = self._seqs.index(seq), True
             except ValueError:
                 found = False
-        if not found:
-            return None
-        return len(self._seqs) - 1 - i if self.spec.descending else i
+        return self._display_index(i) if found else None
 
     def nearest(self, seq: int) -> int | None:
         """Display index of the last row at or before row id ``seq`` (the first row if none is); capture order
         only (None otherwise, or for an empty view)."""
         if self.spec.order != "seq" or not self._seqs:
             return None
-        i = max(0, bisect.bisect_right(self._seqs, seq) - 1)
+        return self._display_index(max(0, bisect.bisect_right(self._seqs, seq) - 1))
+
+    def _display_index(self, i: int) -> int:
+        """Where the ``i``-th row id (ascending) shows: the other end first in a descending view."""
         return len(self._seqs) - 1 - i if self.spec.descending else i
 
     def snapshot(self) -> list[int]:
