@@ -15,8 +15,10 @@ import pytest
 from conftest import Proxy
 from origins import JSON_BYTES, OriginServer
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
+from textual.widgets import Input
 from tui_data import build_store
 
 from proxycap.cli import main
@@ -272,6 +274,28 @@ async def test_key_bar_follows_the_focus_and_a_click_presses_a_key(tmp_path: Pat
         await until(pilot, lambda: "Zoom" not in shown())
         await pilot.click(KeyBar, offset=(shown().index("Help"), 0))
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help opened by a click")
+
+
+def burst(app: ProxycapApp, *keys: str) -> None:
+    """Keys that arrive together (a paste, a fast typist, an SSH link): all queued before the app handles one."""
+    names = {"/": "slash", "\r": "enter"}
+    for key in keys:
+        app.post_message(events.Key(key, None) if len(key) > 1 else events.Key(names.get(key, key), key))
+
+
+async def test_text_typed_right_behind_slash_or_ctrl_f_lands_in_the_field(tmp_path: Path) -> None:
+    app = ProxycapApp(build_store(tmp_path / "capture.db", extra=60))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: not app.view.loading)
+        burst(app, *"//v1/items/\r")  # the second "/" is typed into the field
+        await until(pilot, lambda: not app.view.loading and len(app.view) == 60, what="the typed filter")
+        assert app.filter_bar.value == "/v1/items/" and not app.inspector.is_open and app.focused is app.flows
+        await pilot.press("enter")
+        await until(pilot, lambda: app.inspector.is_open)
+        search = app.inspector.query_one("#inspector-search", Input)
+        burst(app, "ctrl+f", *"items")
+        await until(pilot, lambda: search.value == "items", what="the search text")
+        assert app.focused is search
 
 
 async def test_a_filter_shows_the_newest_screenful_first_and_stays_there(

@@ -14,14 +14,17 @@ import collections
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from textual import events, work
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
+from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
 from proxycap.bus import ClientEvent, FlowEvent, LogEvent
@@ -381,8 +384,17 @@ class ProxycapApp(App[int]):
             return not self.readonly
         return True
 
+    def _type_into(self, open_field: Callable[[], Input]) -> None:
+        """Focus a text field at once. Its key is a priority binding, which the app runs before it hands the next
+        key to the focused widget: text typed right behind it (a paste, a fast typist, keys an SSH link delivers
+        together) lands in the field. ``Widget.focus()`` would wait behind those keys, so they went to the list
+        (its Enter opened the inspector). In a text field or a dialog the key is just a key."""
+        if isinstance(self.focused, Input) or self.screen is not self.flows.screen:
+            raise SkipAction
+        self.screen.set_focus(open_field())
+
     def action_focus_filter(self) -> None:
-        self.filter_bar.input.focus()
+        self._type_into(lambda: self.filter_bar.input)
 
     def action_inspect(self) -> None:
         if self.flows.selected is None:
@@ -425,7 +437,7 @@ class ProxycapApp(App[int]):
         self.inspector.more()
 
     def action_search_body(self) -> None:
-        self.inspector.open_search()
+        self._type_into(self.inspector.open_search)
 
     def action_next_match(self, step: int) -> None:
         self.inspector.next_match(step)

@@ -219,10 +219,11 @@ class Inspector(Vertical):
     def more(self) -> None:
         self._rerender(limit=self.options.limit + bodyview.LIMIT)
 
-    def open_search(self) -> None:
+    def open_search(self) -> Input:
+        """Show the search field; the app focuses it."""
         search = self.query_one("#inspector-search", Input)
         search.add_class("-visible")
-        search.focus()
+        return search
 
     def next_match(self, step: int) -> None:
         self.lines().next_match(step)

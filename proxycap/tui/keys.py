@@ -18,7 +18,7 @@ class Key:
     footer: bool = True
     bind: bool = True  # False: the key is bound by a widget (documented here, the palette runs ``action``)
     display: str | None = None  # how the key is written for people
-    priority: bool = False
+    priority: bool = False  # run by the app before it hands the next key on (see ProxycapApp._type_into)
 
     @property
     def shown_keys(self) -> str:
@@ -27,7 +27,7 @@ class Key:
 
 KEYS: tuple[Key, ...] = (
     Key("slash", "focus_filter", "Filter", "Filter flows: text in the URL or a mitmproxy expression; up/down: history",
-        display="/"),
+        display="/", priority=True),
     Key("enter", "inspect", "Inspect", "Inspect the selected flow (also double click)", bind=False),
     Key("escape", "back", "Back", "Close the inspector, or clear the filter", footer=False, display="esc"),
     Key("space,p", "toggle_pause", "Pause", "Pause or resume the live display (capturing continues)",
@@ -61,7 +61,7 @@ KEYS: tuple[Key, ...] = (
     Key("x", "toggle_raw", "Raw", "Raw message as sent (undecoded body) or decoded", section="Inspector"),
     Key("plus", "more_body", "More", "Show more of a big body", section="Inspector", footer=False, display="+"),
     Key("ctrl+f", "search_body", "Search", "Search in the inspector; n / N: next / previous match",
-        section="Inspector"),
+        section="Inspector", priority=True),
     Key("n", "next_match(1)", "Next match", "Next search match", section="Inspector", footer=False),
     Key("N", "next_match(-1)", "Previous match", "Previous search match", section="Inspector", footer=False),
 )
