@@ -21,6 +21,7 @@ KeyEntry = tuple[str, str, str, bool]  # key, how it is written, description, en
 class KeyBar(Widget):
     ALLOW_SELECT = False
     COMPONENT_CLASSES = {"key-bar--key", "key-bar--description"}
+    KEEP = "help"  # the action whose key stays on a screen too narrow for every key
     DEFAULT_CSS = """
     KeyBar {
         dock: bottom;
@@ -41,7 +42,7 @@ class KeyBar(Widget):
 
     def __init__(self) -> None:
         super().__init__()
-        self._keys: tuple[KeyEntry, ...] = ()
+        self._keys: tuple[tuple[str, KeyEntry], ...] = ()  # (action, key)
         self._palette: KeyEntry | None = None  # the command palette's key, shown on the right
 
     def on_mount(self) -> None:
@@ -61,7 +62,7 @@ class KeyBar(Widget):
                 palette = entry
             elif binding.show:
                 shown.setdefault(binding.action, entry)
-        keys = tuple(shown.values())
+        keys = tuple(shown.items())
         if (keys, palette) != (self._keys, self._palette):
             self._keys, self._palette = keys, palette
             self.refresh()
@@ -74,10 +75,27 @@ class KeyBar(Widget):
             (f"{description} ", self.get_component_rich_style("key-bar--description") + meta),
         )
 
+    def _fit(self, width: int) -> list[Text]:
+        """Every key if they fit; else as many as fit from the left, and the help key, which lists the rest."""
+        texts = [(action, self._entry(entry)) for action, entry in self._keys]
+        if sum(text.cell_len for _, text in texts) <= width:
+            return [text for _, text in texts]
+        kept = [text for action, text in texts if action == self.KEEP]
+        room = width - sum(text.cell_len for text in kept)
+        fit = []
+        for action, text in texts:
+            if action == self.KEEP:
+                continue
+            if text.cell_len > room:
+                break
+            fit.append(text)
+            room -= text.cell_len
+        return fit + kept
+
     def render(self) -> Text:
         line = Text(no_wrap=True, overflow="ellipsis", end="")
-        for entry in self._keys:
-            line.append_text(self._entry(entry))
+        for text in self._fit(self.size.width):
+            line.append_text(text)
         if self._palette is not None:
             right = self._entry(self._palette)
             gap = self.size.width - line.cell_len - right.cell_len
