@@ -18,7 +18,7 @@ from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 from tui_data import build_store
 
 from proxycap.cli import main
@@ -283,7 +283,7 @@ def burst(app: ProxycapApp, *keys: str) -> None:
         app.post_message(events.Key(key, None) if len(key) > 1 else events.Key(names.get(key, key), key))
 
 
-async def test_text_typed_right_behind_slash_or_ctrl_f_lands_in_the_field(tmp_path: Path) -> None:
+async def test_keys_right_behind_slash_or_ctrl_f_land_in_the_field_and_search_counts_matches(tmp_path: Path) -> None:
     app = ProxycapApp(build_store(tmp_path / "capture.db", extra=60))
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: not app.view.loading)
@@ -293,9 +293,16 @@ async def test_text_typed_right_behind_slash_or_ctrl_f_lands_in_the_field(tmp_pa
         await pilot.press("enter")
         await until(pilot, lambda: app.inspector.is_open)
         search = app.inspector.query_one("#inspector-search", Input)
-        burst(app, "ctrl+f", *"items")
-        await until(pilot, lambda: search.value == "items", what="the search text")
-        assert app.focused is search
+        note = lambda: str(app.inspector.query_one("#inspector-note", Static).render())  # noqa: E731
+        burst(app, "ctrl+f", *"json")
+        await until(pilot, lambda: search.value == "json", what="the search text")
+        assert app.focused is search and note().startswith("match 1 of 2 · ")
+        await pilot.press("enter")
+        assert note().startswith("match 2 of 2 · ")
+        await pilot.press("escape", "N")
+        assert note().startswith("match 1 of 2 · ") and app.focused is app.inspector.lines()
+        await pilot.press("ctrl+f", "x")  # the field selects its text: a new term replaces it
+        assert note().startswith("no match for 'x' · ")
 
 
 async def test_a_filter_shows_the_newest_screenful_first_and_stays_there(

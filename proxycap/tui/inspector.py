@@ -197,7 +197,7 @@ class Inspector(Vertical):
         body = None
         if self.doc is not None and tab in ("request", "response"):
             body = self.doc.request if tab == "request" else self.doc.response
-        parts = [f"{tab} body: {body.description}" if body and body.description else "", HINT]
+        parts = [self.lines().where, f"{tab} body: {body.description}" if body and body.description else "", HINT]
         self.query_one("#inspector-note", Static).update(" · ".join(p for p in parts if p), layout=False)
 
     def _rerender(self, **changes: Any) -> None:
@@ -227,15 +227,17 @@ class Inspector(Vertical):
 
     def next_match(self, step: int) -> None:
         self.lines().next_match(step)
+        self._note()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
         count = self.lines().search(event.value)
         event.input.set_class(bool(event.value) and not count, "-error")
+        self._note()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.lines().next_match(1)
+        self.next_match(1)
 
     def on_key(self, event: Any) -> None:
         if event.key == "escape" and self.query_one("#inspector-search", Input).has_focus:

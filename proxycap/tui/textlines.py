@@ -138,6 +138,17 @@ class TextLines(ScrollView, can_focus=True):
             self._show_match()
         return len(self._matches)
 
+    @property
+    def where(self) -> str:
+        """Where the search stands, for a status line: "match 2 of 5", "no match for 'x'"."""
+        if not self.term:
+            return ""
+        if not self._matches:
+            return f"no match for {self.term!r}"
+        if self.current_match < 0:
+            return f"{len(self._matches)} match{'es' * (len(self._matches) > 1)}"
+        return f"match {self.current_match + 1} of {len(self._matches)}"
+
     def next_match(self, step: int = 1) -> None:
         if not self._matches:
             return
