@@ -292,6 +292,12 @@ async def test_keys_right_behind_slash_or_ctrl_f_land_in_the_field_and_search_co
         assert app.filter_bar.value == "/v1/items/" and not app.inspector.is_open and app.focused is app.flows
         await pilot.press("enter")
         await until(pilot, lambda: app.inspector.is_open)
+        selected = app.flows.selected
+        assert app.flows.cursor < len(app.view) - 1
+        burst(app, "z", "end")  # the end of the body, not the last flow
+        await until(pilot, lambda: app.screen.maximized is app.inspector, what="the zoom")
+        await pilot.pause()
+        assert app.flows.selected == selected and app.focused is app.inspector.lines()
         search = app.inspector.query_one("#inspector-search", Input)
         note = lambda: str(app.inspector.query_one("#inspector-note", Static).render())  # noqa: E731
         burst(app, "ctrl+f", *"json")
@@ -303,6 +309,8 @@ async def test_keys_right_behind_slash_or_ctrl_f_land_in_the_field_and_search_co
         assert note().startswith("match 1 of 2 · ") and app.focused is app.inspector.lines()
         await pilot.press("ctrl+f", "x")  # the field selects its text: a new term replaces it
         assert note().startswith("no match for 'x' · ")
+        await pilot.press("z")
+        assert search.value == "xz" and app.screen.maximized is app.inspector
 
 
 async def test_a_filter_shows_the_newest_screenful_first_and_stays_there(

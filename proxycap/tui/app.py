@@ -24,6 +24,7 @@ from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
+from textual.widget import Widget
 from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
@@ -384,17 +385,22 @@ class ProxycapApp(App[int]):
             return not self.readonly
         return True
 
-    def _type_into(self, open_field: Callable[[], Input]) -> None:
-        """Focus a text field at once. Its key is a priority binding, which the app runs before it hands the next
-        key to the focused widget: text typed right behind it (a paste, a fast typist, keys an SSH link delivers
-        together) lands in the field. ``Widget.focus()`` would wait behind those keys, so they went to the list
-        (its Enter opened the inspector). In a text field or a dialog the key is just a key."""
+    def _focus_now(self, widget: Callable[[], Widget]) -> None:
+        """Move the keyboard at once. The key that asks is a priority binding, which the app runs before it hands
+        the next key to the focused widget: keys typed right behind it (a paste, a fast typist, keys an SSH link
+        delivers together) go where the user is now looking. ``Widget.focus()`` would wait behind those keys, so
+        they went to the list: the text typed after `/`, or the End after `z`, which moved the selection to the
+        last flow."""
+        self._skip_in_fields()
+        self.screen.set_focus(widget())
+
+    def _skip_in_fields(self) -> None:
+        """A priority key is just a key in a text field or a dialog."""
         if isinstance(self.focused, Input) or self.screen is not self.flows.screen:
             raise SkipAction
-        self.screen.set_focus(open_field())
 
     def action_focus_filter(self) -> None:
-        self._type_into(lambda: self.filter_bar.input)
+        self._focus_now(lambda: self.filter_bar.input)
 
     def action_inspect(self) -> None:
         if self.flows.selected is None:
@@ -419,10 +425,11 @@ class ProxycapApp(App[int]):
 
     def action_zoom_inspector(self) -> None:
         if self.screen.maximized is self.inspector:
+            self._skip_in_fields()
             self.screen.minimize()
         else:
+            self._focus_now(self.inspector.lines)
             self.screen.maximize(self.inspector)
-            self.inspector.lines().focus()
 
     def action_show_tab(self, tab: str) -> None:
         self.inspector.show_tab(tab)
@@ -437,7 +444,7 @@ class ProxycapApp(App[int]):
         self.inspector.more()
 
     def action_search_body(self) -> None:
-        self._type_into(self.inspector.open_search)
+        self._focus_now(self.inspector.open_search)
 
     def action_next_match(self, step: int) -> None:
         self.inspector.next_match(step)

@@ -18,7 +18,7 @@ class Key:
     footer: bool = True
     bind: bool = True  # False: the key is bound by a widget (documented here, the palette runs ``action``)
     display: str | None = None  # how the key is written for people
-    priority: bool = False  # run by the app before it hands the next key on (see ProxycapApp._type_into)
+    priority: bool = False  # run by the app before it hands the next key on (see ProxycapApp._focus_now)
 
     @property
     def shown_keys(self) -> str:
@@ -50,7 +50,7 @@ KEYS: tuple[Key, ...] = (
         footer=False, bind=False),
     Key("q", "quit", "Quit", "Quit (stops the proxy)", section="Views"),
     Key("ctrl+c", "quit", "Quit", "Quit (stops the proxy)", section="Views", footer=False, priority=True),
-    Key("z", "zoom_inspector", "Zoom", "Inspector full screen or split", section="Inspector"),
+    Key("z", "zoom_inspector", "Zoom", "Inspector full screen or split", section="Inspector", priority=True),
     Key("1", "show_tab('request')", "Request", "Request tab", section="Inspector", footer=False),
     Key("2", "show_tab('response')", "Response", "Response tab", section="Inspector", footer=False),
     Key("3", "show_tab('details')", "Details", "Timing, connection and TLS tab", section="Inspector",
