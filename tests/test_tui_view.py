@@ -222,6 +222,23 @@ def test_bodies() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "text"),
+    [
+        ("text/html", '<meta charset="windows-1251"><p>Привет'.encode("cp1251"), "Привет"),  # the page says
+        ("text/css", '@charset "koi8-r"; /* Привет */'.encode("koi8-r"), "Привет"),
+        ("text/plain", "naïve ✓".encode(), "naïve ✓"),  # named nowhere: UTF-8 first
+        ("text/plain", "naïve".encode("latin-1"), "naïve"),  # not UTF-8: latin-1
+        ("text/plain; charset=x-unknown", "naïve ✓".encode(), "naïve ✓"),
+    ],
+)
+def test_text_in_the_charset_the_message_names(content_type: str, body: bytes, text: str) -> None:
+    f = tflow.tflow(resp=True)
+    f.response.headers["content-type"] = content_type
+    f.response.content = body
+    assert text in " ".join(t.plain for t in render_body(f.response, f, mode="text").lines)
+
+
 def test_highlighting_matches_rich_and_survives_control_characters() -> None:
     """Spans built by hand land on the same characters as Text.append would put them, control codes or not."""
     source = '{\n  "key\r": "v\x07al",\n  "n": [1, true, null]\n}'
