@@ -202,7 +202,7 @@ def test_bodies() -> None:
     assert [t.plain for t in body.lines] == ["{", '  "a": [', "    1,", "    2", "  ]", "}"]
     assert body.description.startswith("JSON, 13B, decoded gzip")
     raw = [t.plain for t in render_raw(f.response).lines]
-    assert raw[raw.index("") + 1].startswith("00000000  1f 8b")  # raw: the gzip bytes
+    assert raw[raw.index("") + 1].startswith("0000000000 1f 8b")  # raw: the gzip bytes
     cut = render_body(f.response, f, limit=11)
     assert cut.truncated and [t.plain for t in cut.lines[:2]] == ["{", '  "a": [']
     assert cut.lines[-1].plain == "showing the first 11 characters; press + for more"  # JSON encoded only so far
@@ -213,7 +213,7 @@ def test_bodies() -> None:
     assert "3 x 2 px" in " ".join(t.plain for t in render_body(f.response, f).lines)
     f.response.content = bytes(range(20))
     f.response.headers["content-type"] = "application/octet-stream"
-    assert render_body(f.response, f).lines[0].plain.startswith("00000000  00 01 02")
+    assert render_body(f.response, f).lines[0].plain.startswith("0000000000 00 01 02")
 
     f.response.raw_content = None
     summary = {"streamed": "response", "response_size": 1234}

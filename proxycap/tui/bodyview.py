@@ -28,7 +28,6 @@ from proxycap import fmt
 MODES: tuple[str, ...] = ("auto", "json", "xml/html", "url-encoded", "multipart form", "image", "text", "hex")
 LIMIT = 256 * 1024  # characters rendered at first; "+" shows this much more each time
 PRETTIFY_LIMIT = 1024 * 1024  # "auto" does not run mitmproxy's (pure Python) views on bodies above this
-HEX_BYTES_PER_LINE = 16
 
 _THEME = ANSISyntaxTheme(ANSI_DARK)
 DIM = Style(dim=True)
@@ -115,13 +114,9 @@ def highlight(text: str, lexer_name: str | None) -> list[Text]:
 
 
 def hexdump(data: bytes) -> list[Text]:
-    lines = []
-    for offset in range(0, len(data), HEX_BYTES_PER_LINE):
-        chunk = data[offset : offset + HEX_BYTES_PER_LINE]
-        hexes = " ".join(f"{b:02x}" for b in chunk)
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(Text.assemble((f"{offset:08x}  ", DIM), f"{hexes:<{HEX_BYTES_PER_LINE * 3}} ", (text, DIM)))
-    return lines
+    """mitmproxy's hex dump (its console's), offsets and characters dimmed."""
+    return [Text.assemble((f"{offset} ", DIM), f"{hexes}  ", (chars, DIM))
+            for offset, hexes, chars in strutils.hexdump(data)]
 
 
 def _lexer_for_view(view_name: str, ctype: str | None) -> str | None:
