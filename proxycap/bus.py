@@ -57,9 +57,11 @@ Event = FlowEvent | LogEvent | ClientEvent
 
 
 def state_bytes(event: FlowEvent) -> int:
-    """Roughly what a flow's state holds in memory: its bodies plus a little for headers and connections."""
+    """Roughly what a flow's state holds in memory: its captured bodies (a streamed one is only counted) plus a
+    little for headers and connections."""
     s = event.summary
-    return 2048 + (s.get("request_size") or 0) + (s.get("response_size") or 0)
+    streamed = s.get("streamed") or ""
+    return 2048 + sum(s.get(f"{m}_size") or 0 for m in ("request", "response") if m not in streamed)
 
 
 class Subscription:

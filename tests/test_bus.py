@@ -24,3 +24,15 @@ def test_only_the_writer_holds_bodies_and_a_full_queue_lags() -> None:
     ui.close()
     bus.publish(FlowEvent("request", "id10", {}))
     assert ui.drain() == [] and len(writer.drain()) == 2
+
+
+def test_the_backlog_counts_bodies_held_not_bodies_streamed_past() -> None:
+    bus = Bus()
+    writer = bus.subscribe("writer", with_state=True)
+    gigabyte = 1 << 30
+    bus.publish(FlowEvent("response", "a", {"response_size": gigabyte, "streamed": "response"}, {}))
+    assert bus.backlog() < 4096
+    bus.publish(FlowEvent("response", "b", {"request_size": 10_000, "response_size": gigabyte,
+                                            "streamed": "response"}, {}))
+    assert 10_000 < bus.backlog() < 20_000
+    assert len(writer.drain()) == 2
