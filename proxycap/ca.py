@@ -29,10 +29,21 @@ class CAInfo:
         return self.cert.subject.rfc4514_string()
 
 
+class CAError(Exception):
+    """The CA cannot be created or read; the message is one line for the user."""
+
+
 def ensure_ca(confdir: str | os.PathLike[str]) -> CAInfo:
     """Create the CA on first use (as mitmproxy would) and keep its private key files at mode 0600."""
     path = Path(confdir).expanduser()
-    certs.CertStore.from_store(path, BASENAME, KEY_SIZE)
+    try:
+        certs.CertStore.from_store(path, BASENAME, KEY_SIZE)
+    except OSError as e:
+        raise CAError(f"cannot create the CA in {path}: {e.strerror or e}; choose another --confdir") from None
+    except ValueError as e:  # cryptography: a PEM file that does not parse
+        reason = str(e.args[0] if e.args else e).split(". ")[0]
+        raise CAError(f"the CA in {path} cannot be read ({reason}); move its {BASENAME}-ca* files aside (a new CA "
+                      "must be trusted again) or choose another --confdir") from None
     for name in SECRET_FILES:
         secret = path / name
         if secret.exists() and secret.stat().st_mode & 0o077:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from proxycap import __version__, gcsettle
+from proxycap.ca import CAError, ensure_ca, export, trust_steps
 from proxycap.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig, EngineError
 from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.store import Store, StoreError
@@ -207,16 +208,12 @@ def cmd_flows(args: argparse.Namespace) -> int:
     try:
         for row in matching_rows(store, Query(client_ip=args.client), flt, args.limit):
             print(json.dumps(row) if args.json else flow_line(row))
-    except BrokenPipeError:
-        sys.stderr.close()  # `proxycap flows | head` is fine
     finally:
         store.close()
     return 0
 
 
 def cmd_ca(args: argparse.Namespace) -> int:
-    from proxycap.ca import ensure_ca, export, trust_steps
-
     info = ensure_ca(args.confdir)
     if args.ca_command == "export":
         args.output.write_bytes(export(info, args.format))
@@ -257,7 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UserError, StoreError, EngineError, ValueError, OSError) as e:
+    except BrokenPipeError:  # `proxycap flows | head` is fine
+        sys.stderr.close()  # (and so is the flush at exit that fails the same way)
+        return 0
+    except (UserError, StoreError, EngineError, CAError, ValueError, OSError) as e:
         print(f"proxycap: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

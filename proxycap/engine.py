@@ -24,6 +24,7 @@ from mitmproxy.master import Master
 from proxycap.addons.access import Access
 from proxycap.addons.recorder import Recorder
 from proxycap.bus import Bus
+from proxycap.ca import CAError, ensure_ca
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,11 @@ class Engine:
 
     async def _main(self) -> None:
         cfg = self.config
+        try:
+            ensure_ca(cfg.confdir)  # mitmproxy would only log this, then fail every TLS handshake
+        except CAError as e:
+            self._started(EngineError(str(e)))
+            return
         opts = options.Options()
         master = Master(opts)
         try:

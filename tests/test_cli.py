@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -249,6 +250,25 @@ def test_ca_key_permissions_are_repaired(tmp_path: Path) -> None:
     (tmp_path / "mitmproxy-ca.pem").chmod(0o644)
     run("ca", "--confdir", str(tmp_path))
     assert (tmp_path / "mitmproxy-ca.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_unusable_ca_is_a_one_line_error_before_listening(tmp_path: Path) -> None:
+    """mitmproxy alone only logs it, and then fails every TLS handshake."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "mitmproxy-ca.pem").write_text("garbage")
+    for confdir, needle in ((blocker / "ca", "cannot create the CA"), (corrupt, "cannot be read")):
+        for args in (["record", "-p", "0", "--store", str(tmp_path / "s.db")], ["ca"]):
+            assert_one_line_error(run(*args, "--confdir", str(confdir), check=False), needle, str(confdir))
+    assert (corrupt / "mitmproxy-ca.pem").read_text() == "garbage"  # left for the user to move aside
+
+
+def test_output_cut_short_by_a_pipe_is_fine(tmp_path: Path) -> None:
+    p = subprocess.run(f"{shlex.join(PROXYCAP)} ca --confdir {shlex.quote(str(tmp_path))} | head -1", shell=True,
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.startswith("CA certificate: ") and p.stderr == ""
 
 
 @pytest.mark.parametrize("args", [[], ["record"], ["tui"], ["flows"], ["ca"], ["ca", "export"]])
