@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import signal
@@ -10,6 +11,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from mitmproxy.utils import human
 
 from proxycap import __version__, gcsettle
 from proxycap.ca import CAError, ensure_ca, export, trust_steps
@@ -83,6 +86,25 @@ def _add_proxy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-file", type=Path, default=None, help=f"log file (default: {default_log_file()})")
 
 
+def client_ip(text: str | None) -> str | None:
+    """``--client``, checked: a typo would otherwise show an empty list and no reason."""
+    if text is not None:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise UserError(f"--client {text}: not an IP address (such as 192.168.1.20)") from None
+    return text
+
+
+def size(option: str, text: str) -> str:
+    """A size option, checked here: mitmproxy's error names its own option, not ours."""
+    try:
+        human.parse_size(text)
+    except ValueError:
+        raise UserError(f"{option} {text}: not a size (such as 4m, 512k or 1g)") from None
+    return text
+
+
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(
         listen_host=args.listen_host,
@@ -92,7 +114,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         sets=args.sets,
         scripts=args.scripts,
         allow=args.allow,
-        max_body=args.max_body,
+        max_body=size("--max-body", args.max_body),
     )
 
 
@@ -206,7 +228,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
         raise UserError(f"{e} (operators: proxycap flows --help-filters)") from None
     store = Store(args.store or default_store(), readonly=True)
     try:
-        for row in matching_rows(store, Query(client_ip=args.client), flt, args.limit):
+        for row in matching_rows(store, Query(client_ip=client_ip(args.client)), flt, args.limit):
             print(json.dumps(row) if args.json else flow_line(row))
     finally:
         store.close()
@@ -231,10 +253,11 @@ def cmd_ca(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     """Start the proxy before importing Textual: it listens sooner, and its errors print before the UI starts."""
     os.environ.setdefault("ESCDELAY", ESCDELAY_MS)  # read once, when Textual is imported
+    client = client_ip(args.client)
     if args.open is not None:
         from proxycap.tui.app import ProxycapApp
 
-        ProxycapApp(args.open, client=args.client, history_file=filter_history()).run()
+        ProxycapApp(args.open, client=client, history_file=filter_history()).run()
         return 0
     from proxycap.session import CaptureSession
 
@@ -244,7 +267,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         from proxycap.tui.app import ProxycapApp
 
         gcsettle.settle()  # the proxy, mitmproxy and Textual are loaded: the bulk of what lives until exit
-        ProxycapApp(session.store_path, session, client=args.client, history_file=filter_history()).run()
+        ProxycapApp(session.store_path, session, client=client, history_file=filter_history()).run()
     finally:
         session.stop()
     return 0

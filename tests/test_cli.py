@@ -139,6 +139,7 @@ def test_port_in_use(tmp_path: Path, confdir: Path) -> None:
         (["--allow", "300.1.2.3"], "300.1.2.3"),
         (["--set", "proxycap_backlog=lots"], "proxycap_backlog"),
         (["--set", "proxycap_backlog=0"], "proxycap_backlog"),
+        (["--max-body", "huge"], "--max-body huge: not a size"),
     ],
 )
 def test_bad_proxy_options(tmp_path: Path, confdir: Path, args: list[str], needle: str) -> None:
@@ -250,6 +251,14 @@ def test_ca_key_permissions_are_repaired(tmp_path: Path) -> None:
     (tmp_path / "mitmproxy-ca.pem").chmod(0o644)
     run("ca", "--confdir", str(tmp_path))
     assert (tmp_path / "mitmproxy-ca.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_client_that_is_not_an_ip_is_a_one_line_error(tmp_path: Path) -> None:
+    """Not an empty list with no reason."""
+    store = tmp_path / "s.db"
+    Store(store).close()
+    for args in (["tui", "--open", str(store)], ["flows", "--store", str(store)]):
+        assert_one_line_error(run(*args, "--client", "192.168.1.x", check=False), "--client 192.168.1.x")
 
 
 def test_an_unusable_ca_is_a_one_line_error_before_listening(tmp_path: Path) -> None:
