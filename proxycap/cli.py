@@ -96,7 +96,7 @@ def client_ip(text: str | None) -> str | None:
     return text
 
 
-def size(option: str, text: str) -> str:
+def checked_size(option: str, text: str) -> str:
     """A size option, checked here: mitmproxy's error names its own option, not ours."""
     try:
         human.parse_size(text)
@@ -114,7 +114,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         sets=args.sets,
         scripts=args.scripts,
         allow=args.allow,
-        max_body=size("--max-body", args.max_body),
+        max_body=checked_size("--max-body", args.max_body),
     )
 
 
