@@ -27,6 +27,7 @@ from proxycap.tui import flowdoc
 from proxycap.tui import inspector as inspector_module
 from proxycap.tui import view as view_module
 from proxycap.tui.app import ProxycapApp
+from proxycap.tui.filter_bar import FilterBar
 from proxycap.tui.flow_list import FlowList
 from proxycap.tui.flowdoc import DocOptions, FlowDoc
 from proxycap.tui.keybar import KeyBar
@@ -283,15 +284,18 @@ def burst(app: ProxycapApp, *keys: str) -> None:
         app.post_message(events.Key(key, None) if len(key) > 1 else events.Key(names.get(key, key), key))
 
 
-async def test_keys_right_behind_slash_or_ctrl_f_land_in_the_field_and_search_counts_matches(tmp_path: Path) -> None:
+async def test_typed_ahead_keys_follow_the_keyboard_and_search_counts_matches(tmp_path: Path) -> None:
     app = ProxycapApp(build_store(tmp_path / "capture.db", extra=60))
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: not app.view.loading)
-        burst(app, *"//v1/items/\r")  # the second "/" is typed into the field
-        await until(pilot, lambda: not app.view.loading and len(app.view) == 60, what="the typed filter")
-        assert app.filter_bar.value == "/v1/items/" and not app.inspector.is_open and app.focused is app.flows
-        await pilot.press("enter")
-        await until(pilot, lambda: app.inspector.is_open)
+        burst(app, *"//v1/items/\r\r")  # the second "/" is typed into the field, the second Enter opens a flow
+        await until(pilot, lambda: not app.view.loading and len(app.view) == 60 and app.inspector.is_open,
+                    what="the typed filter, then the inspector")
+        assert app.filter_bar.input.history[-1] == "/v1/items/"  # submitted whole, not before its last keys
+        assert app.focused is app.flows and app.inspector.seq == app.flows.selected
+        app.post_message(FilterBar.Changed("/v1/"))  # a pause in typing that reached the app after the Enter
+        await pilot.pause()
+        assert app.view.spec.text == "/v1/items/"
         selected = app.flows.selected
         assert app.flows.cursor < len(app.view) - 1
         burst(app, "z", "end")  # the end of the body, not the last flow
@@ -311,6 +315,10 @@ async def test_keys_right_behind_slash_or_ctrl_f_land_in_the_field_and_search_co
         assert note().startswith("no match for 'x' · ")
         await pilot.press("z")
         assert search.value == "xz" and app.screen.maximized is app.inspector
+        await pilot.press("escape", "escape", "escape")  # close the search field, the inspector, clear the filter
+        burst(app, *"/~c 4(\rx")  # a bad expression: Enter leaves the keyboard in the field
+        await until(pilot, lambda: app.filter_bar.value == "~c 4(x", what="the text typed after Enter")
+        assert app.focused is app.filter_bar.input
 
 
 async def test_a_filter_shows_the_newest_screenful_first_and_stays_there(

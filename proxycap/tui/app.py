@@ -76,6 +76,14 @@ INSPECTOR_ACTIONS = {"zoom_inspector", "show_tab", "body_view", "toggle_raw", "m
 WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause"}
 
 
+async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
+    """Wait until ``widget`` has handled the messages sent to it so far: its queue is first in, first out."""
+    done = asyncio.get_running_loop().create_future()
+    if widget.call_later(lambda: done.done() or done.set_result(None)):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done, timeout)
+
+
 class ProxycapApp(App[int]):
     CSS_PATH = "proxycap.tcss"
     TITLE = "proxycap"
@@ -343,15 +351,20 @@ class ProxycapApp(App[int]):
     # --- messages from widgets ------------------------------------------------------------------
 
     def on_filter_bar_changed(self, message: FilterBar.Changed) -> None:
+        if message.text == self.filter_bar.value:  # else stale: Enter, or the next pause in typing, applies it
+            self._filter(message.text)
+
+    def _filter(self, text: str, submitted: bool = False) -> None:
+        """Apply a filter (a bad expression says why and changes nothing); ``submitted``: and go to the list."""
         try:
-            spec = self.view.spec.with_filter(message.text)
+            spec = self.view.spec.with_filter(text)
         except FilterError as e:
             self.filter_bar.show(str(e), error=True)
             return
         self.filter_bar.show("")
-        if message.submitted:
-            self.filter_bar.input.remember(message.text)
-            self.flows.focus()
+        if submitted:
+            self.filter_bar.input.remember(text)
+            self.screen.set_focus(self.flows)
         if spec != self.view.spec:
             self._set_spec(spec)
 
@@ -383,6 +396,8 @@ class ProxycapApp(App[int]):
             return self.inspecting
         if action in WRITE_ACTIONS:
             return not self.readonly
+        if action == "submit_filter":  # Enter is Enter elsewhere
+            return self.focused is self.filter_bar.input
         return True
 
     def _focus_now(self, widget: Callable[[], Widget]) -> None:
@@ -401,6 +416,13 @@ class ProxycapApp(App[int]):
 
     def action_focus_filter(self) -> None:
         self._focus_now(lambda: self.filter_bar.input)
+
+    async def action_submit_filter(self) -> None:
+        """Enter in the filter bar: apply it, and go to the list unless the expression is bad. It is a priority
+        binding (see ``_focus_now``) so that the keys after it go where that leaves the keyboard; the keys before
+        it may still wait in the field's queue, so they are let through first."""
+        await caught_up(self.filter_bar.input)
+        self._filter(self.filter_bar.take(), submitted=True)
 
     def action_inspect(self) -> None:
         if self.flows.selected is None:

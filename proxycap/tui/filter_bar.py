@@ -80,15 +80,14 @@ class HistoryInput(Input):
 
 class FilterBar(Horizontal):
     class Changed(Message):
-        """The user paused typing (or pressed enter: ``submitted``): apply ``text`` (empty: no filter)."""
+        """The user paused typing: apply ``text`` (empty: no filter). Enter is the app's key (it submits)."""
 
-        def __init__(self, text: str, submitted: bool) -> None:
+        def __init__(self, text: str) -> None:
             super().__init__()
             self.text = text
-            self.submitted = submitted
 
     class Done(Message):
-        """Enter or escape: give the keyboard back to the list."""
+        """Escape: give the keyboard back to the list."""
 
     BINDINGS = [Binding("escape", "done", "Back to the list", show=False)]
 
@@ -117,15 +116,15 @@ class FilterBar(Horizontal):
             self._timer.stop()
         self._timer = self.set_timer(DEBOUNCE, self._apply)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._apply(submitted=True)
-
-    def _apply(self, submitted: bool = False) -> None:
+    def take(self) -> str:
+        """The text, to apply now: the pause in typing no longer needs waiting for."""
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
-        self.post_message(self.Changed(self.value, submitted))
+        return self.value
+
+    def _apply(self) -> None:
+        self.post_message(self.Changed(self.take()))
 
     def clear(self) -> None:
         """Empty the bar and apply that at once: no typing debounce for a deliberate reset."""

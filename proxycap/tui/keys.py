@@ -29,6 +29,8 @@ KEYS: tuple[Key, ...] = (
     Key("slash", "focus_filter", "Filter", "Filter flows: text in the URL or a mitmproxy expression; up/down: history",
         display="/", priority=True),
     Key("enter", "inspect", "Inspect", "Inspect the selected flow (also double click)", bind=False),
+    Key("enter", "submit_filter", "Apply", "In the filter bar: apply the filter and go back to the list",
+        footer=False, priority=True),
     Key("escape", "back", "Back", "Close the inspector, or clear the filter", footer=False, display="esc"),
     Key("space,p", "toggle_pause", "Pause", "Pause or resume the live display (capturing continues)",
         display="space p"),
