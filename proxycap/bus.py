@@ -60,8 +60,13 @@ def state_bytes(event: FlowEvent) -> int:
     """Roughly what a flow's state holds in memory: its captured bodies (a streamed one is only counted) plus a
     little for headers and connections."""
     s = event.summary
-    streamed = s.get("streamed") or ""
-    return 2048 + sum(s.get(f"{m}_size") or 0 for m in ("request", "response") if m not in streamed)
+    streamed = s.get("streamed") or ""  # once per flow on the proxy's thread: no generator, no key formatting
+    size = 2048
+    if "request" not in streamed:
+        size += s.get("request_size") or 0
+    if "response" not in streamed:
+        size += s.get("response_size") or 0
+    return size
 
 
 class Subscription:
