@@ -411,6 +411,8 @@ async def test_follow_and_new_flow_count(proxy: Proxy, origin: OriginServer) -> 
             await fetch(c, f"{origin.url}/json?k=1")
             await until(pilot, lambda: len(app.view) == 46)
             assert flows.at_newest_edge() and flows.cursor == 45
+            await pilot.pause()
+            assert flows.vertical_scrollbar.window_virtual_size == 47  # the scrollbar knows every row, header too
 
 
 async def test_mark_clear_and_delete(proxy: Proxy, origin: OriginServer) -> None:

@@ -19,7 +19,7 @@ from proxycap.summary import summarize
 from proxycap.tui import view as view_module
 from proxycap.tui.bodyview import _THEME, _lexer, highlight, render_body, render_raw
 from proxycap.tui.clients import ua_label
-from proxycap.tui.flow_list import COLUMNS, layout
+from proxycap.tui.flow_list import COLUMNS, fit, layout
 from proxycap.tui.textlines import wrap_offsets
 from proxycap.tui.view import Batch, FlowView, ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 
@@ -174,6 +174,21 @@ def test_layout_drops_columns_to_fit() -> None:
     assert "Type" in wide and "Client" in wide
     assert [c.title for c, _ in narrow] == ["#", "Method", "Host", "Path", "Status", "Size", "Dur"]
     assert sum(w for _, w in narrow) + len(narrow) == 78
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "right", "cell"),
+    [
+        ("/search?q=proxy", 8, False, "/search…"),
+        ("/a", 4, False, "/a  "),
+        ("200", 6, True, "   200"),
+        ("/abc", 1, False, "/"),
+        ("/日本語", 5, False, "/日 …"),  # wide characters count two cells
+        ("日本", 4, True, "日本"),
+    ],
+)
+def test_a_cell_is_cut_or_padded_to_its_width(text: str, width: int, right: bool, cell: str) -> None:
+    assert fit(text, width, right) == cell
 
 
 @pytest.mark.parametrize(

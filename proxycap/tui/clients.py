@@ -204,7 +204,9 @@ class ClientsPanel(Vertical):
             options.set_options(Option(prompt, id=option_id) for option_id, prompt in prompts.items())
             options.highlighted = options.get_option_index(keep) if keep in prompts else 0
         self.rows = rows
-        self.query_one("#clients-title", Static).update(f"Clients ({len(rows)})")
+        title = f"Clients ({len(rows)})"
+        if (static := self.query_one("#clients-title", Static)).content != title:
+            static.update(title, layout=False)  # one line of fixed size: a repaint, not a reflow of the screen
 
     def activate(self, ip: str | None) -> None:
         self.active = ip

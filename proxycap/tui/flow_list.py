@@ -14,10 +14,11 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.style import Style as TextualStyle
 
 from proxycap import fmt
 from proxycap.tui.flowdoc import status_kind
@@ -88,6 +89,10 @@ def layout(columns: tuple[Column, ...], width: int, seq_width: int) -> list[tupl
 
 
 def fit(text: str, width: int, right: bool = False) -> str:
+    if text.isascii() and text.isprintable():  # one cell per character: skips Rich's per-character width lookup
+        if len(text) > width:
+            return text[: width - 1] + "…" if width > 1 else text[:width]
+        return text.rjust(width) if right else text.ljust(width)
     if cell_len(text) > width:
         return set_cell_size(text, width - 1) + "…" if width > 1 else set_cell_size(text, width)
     return " " * (width - cell_len(text)) + text if right else set_cell_size(text, width)
@@ -145,6 +150,7 @@ class FlowList(ScrollView, can_focus=True):
         self.show_client = True
         self._layout: list[tuple[Column, int]] = []
         self._strips: dict[tuple[int, bool], Strip] = {}  # (seq, is cursor) → rendered row
+        self._strip_limit = 0  # a few screens' worth, set with the layout
         # Resolved styles, by component name ("" = the widget's own), and by (kind, marked, cursor) for rows.
         # Textual resolves a style by walking the DOM, and under load every row on screen is new each frame.
         self._styles: dict[str, Style] = {}
@@ -165,6 +171,7 @@ class FlowList(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width - 1  # the mark gutter
         cols = COLUMNS if self.show_client else tuple(c for c in COLUMNS if c.order != "client_ip")
         new = layout(cols, width, max(2, len(str(self.view.last_seq))))
+        self._strip_limit = 3 * self.body_height + 64
         if new != self._layout:
             self._layout = new
             self._strips.clear()
@@ -190,7 +197,7 @@ class FlowList(ScrollView, can_focus=True):
             self.cursor += change.added
             if not following:
                 self.jump(self.scroll_y + change.added)
-        self.virtual_size = Size(self.scrollable_content_region.width, len(view) + 1)
+        self._set_rows(len(view) + 1)
         if keep_row is not None:
             self.jump(self.cursor - keep_row)
         elif following and change.added and not change.reset:
@@ -201,6 +208,20 @@ class FlowList(ScrollView, can_focus=True):
             self.new_count += change.added
         self._cursor_moved()
         self.refresh()
+
+    def _set_rows(self, rows: int) -> None:
+        """Resize the scrollable area to ``rows`` lines.
+
+        Under load only the row count changes, with every update. Assigning ``virtual_size`` would reflow the
+        whole screen each time (~3x the cost of repainting it), so then the scrollbar is updated in place; a new
+        width, or the scrollbar appearing or disappearing, still reflows.
+        """
+        size = Size(self.scrollable_content_region.width, rows)
+        if size.width != self.virtual_size.width:
+            self.virtual_size = size
+        elif size != self.virtual_size:
+            self.set_reactive(FlowList.virtual_size, size)
+            self._scroll_update(size)
 
     def jump(self, y: float) -> None:
         """Scroll now (forced: right after a resize the scrollbar may not be known to be needed yet)."""
@@ -314,8 +335,41 @@ class FlowList(ScrollView, can_focus=True):
         self._row_styles.clear()
         self._strips.clear()
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Rows go out as the row cache holds them, padded and filtered once each (the strip caches both).
+
+        Textual's styles cache rebuilds every line of a widget that scrolled or refreshed (a new Strip per line,
+        then each line filter over it): a third of the list's cost per frame, and under load the list scrolls with
+        every update. Without border, padding, outline, tint or opacity the rebuild adds only the padding under
+        the scrollbar; given any of those, Textual's path is taken.
+        """
+        styles = self.styles
+        if (
+            any(styles.gutter)
+            or any(kind for kind, _ in styles.outline)
+            or styles.tint.a
+            or styles.text_opacity < 1
+            or self.opacity < 1
+            or styles.has_rule("hatch")
+        ):
+            return super().render_lines(crop)
+        width, content_width = self.size.width, self.scrollable_content_region.width
+        base_background, background = self.background_colors
+        pad = TextualStyle(background=base_background + background).rich_style
+        filters = self.get_line_filters()
+        strips = []
+        for y in crop.line_range:
+            strip = self._line(y, content_width).adjust_cell_length(width, pad)
+            for line_filter in filters:
+                strip = strip.apply_filter(line_filter, background)
+            strips.append(strip)
+        x1, x2 = crop.column_span
+        return strips if (x1, x2) == (0, width) else [strip.crop(x1, x2) for strip in strips]
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+        return self._line(y, self.scrollable_content_region.width)
+
+    def _line(self, y: int, width: int) -> Strip:
         if y == 0 or not self._layout:
             self._update_layout()
         if y == 0:
@@ -331,7 +385,7 @@ class FlowList(ScrollView, can_focus=True):
         if strip is None:
             # A few screens' worth: rows scrolled past are rarely shown again, and a cached strip (with the strips
             # Textual derives from it and caches on it) is dozens of objects every full garbage collection walks.
-            if len(self._strips) > 3 * self.body_height + 64:
+            if len(self._strips) > self._strip_limit:
                 self._strips.clear()
             strip = self._strips[key] = self._row(row, self._layout, width, key[1])
         return strip
