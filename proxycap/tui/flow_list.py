@@ -22,6 +22,7 @@ from textual.style import Style as TextualStyle
 
 from proxycap import fmt
 from proxycap.tui.flowdoc import status_kind
+from proxycap.tui.scrolling import set_virtual_size
 from proxycap.tui.view import Change, FlowView, Row
 
 MARK = "●"
@@ -197,7 +198,7 @@ class FlowList(ScrollView, can_focus=True):
             self.cursor += change.added
             if not following:
                 self.jump(self.scroll_y + change.added)
-        self._set_rows(len(view) + 1)
+        set_virtual_size(self, Size(self.scrollable_content_region.width, len(view) + 1))
         if keep_row is not None:
             self.jump(self.cursor - keep_row)
         elif following and change.added and not change.reset:
@@ -208,20 +209,6 @@ class FlowList(ScrollView, can_focus=True):
             self.new_count += change.added
         self._cursor_moved()
         self.refresh()
-
-    def _set_rows(self, rows: int) -> None:
-        """Resize the scrollable area to ``rows`` lines.
-
-        Under load only the row count changes, with every update. Assigning ``virtual_size`` would reflow the
-        whole screen each time (~3x the cost of repainting it), so then the scrollbar is updated in place; a new
-        width, or the scrollbar appearing or disappearing, still reflows.
-        """
-        size = Size(self.scrollable_content_region.width, rows)
-        if size.width != self.virtual_size.width:
-            self.virtual_size = size
-        elif size != self.virtual_size:
-            self.set_reactive(FlowList.virtual_size, size)
-            self._scroll_update(size)
 
     def jump(self, y: float) -> None:
         """Scroll now (forced: right after a resize the scrollbar may not be known to be needed yet)."""

@@ -14,6 +14,8 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from proxycap.tui.scrolling import set_virtual_size
+
 
 def wrap_offsets(plain: str, width: int) -> list[int]:
     """Start offsets of the rows ``plain`` wraps into at ``width`` cells: at a space in the second half of
@@ -94,7 +96,7 @@ class TextLines(ScrollView, can_focus=True):
             for a, b in zip(offsets, [*offsets[1:], len(plain)], strict=True):
                 self._rows.append((i, a, b))
         self._strips.clear()
-        self.virtual_size = Size(self._width, len(self._rows))
+        set_virtual_size(self, Size(self._width, len(self._rows)))
         self.refresh()
 
     def _top_line(self) -> int:
