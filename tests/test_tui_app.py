@@ -491,3 +491,9 @@ async def test_text_lines_draw_the_rows_textual_scrolled_to() -> None:
         lines.scroll_y = lines.max_scroll_y - 0.4
         await pilot.pause()
         assert lines.render_line(lines.size.height - 1).text.strip() == "line 99"
+
+        lines.jump(lines.max_scroll_y)
+        lines.append_lines([Text("line 100")])  # a log's tail: it grows, and the view follows it
+        await pilot.pause()
+        assert lines.vertical_scrollbar.window_virtual_size == 101
+        assert lines.render_line(lines.size.height - 1).text.strip() == "line 100"
