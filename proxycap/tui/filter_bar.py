@@ -13,7 +13,9 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.geometry import Size
 from textual.message import Message
+from textual.reactive import Reactive
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
@@ -52,6 +54,9 @@ class HistoryInput(Input):
         Binding("up", "history(-1)", "Older filter", show=False),
         Binding("down", "history(1)", "Newer filter", show=False),
     ]
+    # Input resizes its scrollable width to its text on every change, and Widget's reactive then lays out the
+    # whole screen: each key typed, and clearing the filter, cost a reflow. The field is sized by CSS.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0))
 
     def __init__(self, history_file: Path | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
