@@ -20,10 +20,17 @@ from proxycap.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig, Eng
 from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.store import Store, StoreError
 
-# How long a lone Esc waits for the rest of an escape sequence (ms), unless the environment says (ncurses'
-# ESCDELAY, which Textual reads). Textual's 100 ms is caution for slow serial lines; a terminal writes a whole
-# sequence at once, even over SSH (vim's users and newsbeuter settle on 25).
-ESCDELAY_MS = "25"
+# Textual's settings that `proxycap tui` changes, unless the environment says (read once, when Textual is imported):
+TEXTUAL_ENV = {
+    # How long a lone Esc waits for the rest of an escape sequence (ms; ncurses' name). Textual's 100 ms is caution
+    # for slow serial lines; a terminal writes a whole sequence at once, even over SSH (vim's users and newsbeuter
+    # settle on 25).
+    "ESCDELAY": "25",
+    # Frames a second at most. After a late frame Textual's frame timer waits for the slot after next, so a key whose
+    # result takes two frames (clearing the filter: the field, then the list) waited 16-33 ms for the second at 60.
+    # Frames are drawn only when something changed, and live updates are paced by the UI's CPU time.
+    "TEXTUAL_FPS": "120",
+}
 
 EXAMPLES = """\
 examples:
@@ -252,7 +259,8 @@ def cmd_ca(args: argparse.Namespace) -> int:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     """Start the proxy before importing Textual: it listens sooner, and its errors print before the UI starts."""
-    os.environ.setdefault("ESCDELAY", ESCDELAY_MS)  # read once, when Textual is imported
+    for name, value in TEXTUAL_ENV.items():
+        os.environ.setdefault(name, value)
     client = client_ip(args.client)
     if args.open is not None:
         from proxycap.tui.app import ProxycapApp

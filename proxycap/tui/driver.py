@@ -4,7 +4,7 @@ A terminal sends Esc as the same byte that starts every escape sequence, so Text
 ``ESCDELAY`` ms for more before calling it a key. But Textual's input thread only looks at that wait's end
 when its 100 ms poll of the terminal times out: Esc (close the inspector, clear the filter) reached the app
 100-200 ms after the key, whatever ``ESCDELAY`` said. This thread sleeps until the parser's deadline instead.
-(``proxycap tui`` also lowers ``ESCDELAY``'s default: see ``cli.ESCDELAY_MS``.)
+(``proxycap tui`` also lowers ``ESCDELAY``'s default: see ``cli.TEXTUAL_ENV``.)
 """
 
 from __future__ import annotations
