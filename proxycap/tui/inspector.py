@@ -83,7 +83,11 @@ class Inspector(Vertical):
     def close(self) -> None:
         self._opening = False
         self.display = False
-        self.show_flow(None)
+        self.call_after_refresh(self._forget)  # after the frame: letting go of a big body's lines takes ms
+
+    def _forget(self) -> None:
+        if not (self.display or self._opening):  # unless opened again meanwhile
+            self.show_flow(None)
 
     def _reveal(self) -> None:
         if self._opening:
