@@ -442,8 +442,9 @@ class ProxycapApp(App[int]):
             self.inspector.close()
             self.flows.focus()
             self.refresh_bindings()
-        elif self.filter_bar.value:
-            self.filter_bar.clear()
+        elif self.filter_bar.value:  # cleared and applied here, not by a message: the field and the list, one frame
+            self.filter_bar.input.value = ""
+            self._filter(self.filter_bar.take())
 
     def action_zoom_inspector(self) -> None:
         if self.screen.maximized is self.inspector:

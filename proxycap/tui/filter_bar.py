@@ -131,11 +131,6 @@ class FilterBar(Horizontal):
     def _apply(self) -> None:
         self.post_message(self.Changed(self.take()))
 
-    def clear(self) -> None:
-        """Empty the bar and apply that at once: no typing debounce for a deliberate reset."""
-        self.input.value = ""
-        self._apply()
-
     def action_done(self) -> None:
         self.post_message(self.Done())
 
