@@ -17,7 +17,9 @@ from origins import JSON_BYTES, OriginServer
 from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult
+from textual.geometry import Region
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import Input, Static
 from tui_data import build_store
 
@@ -386,6 +388,36 @@ async def test_a_new_view_keeps_the_selected_flow_where_it_was_on_screen(tmp_pat
         flows.sync(view.apply(load_sql(store, ViewSpec())))
         await pilot.pause()
         assert flows.selected == whole.seqs[50] and flows.cursor - flows.scroll_offset.y == row
+    store.close()
+
+
+async def test_the_list_draws_what_textual_would(tmp_path: Path) -> None:
+    """The list hands its cached rows to the compositor itself, skipping Textual's per-line rebuild: the lines must
+    be Textual's, cell for cell and style for style; given padding, the list leaves the drawing to Textual."""
+    store = Store(build_store(tmp_path / "capture.db", extra=60))
+    view = FlowView(store)
+
+    class One(App[None]):
+        CSS = "FlowList { overflow-x: hidden; scrollbar-gutter: stable; }"
+
+        def compose(self) -> ComposeResult:
+            yield FlowList(view)
+
+    async with One().run_test(size=(100, 20)) as pilot:
+        flows = pilot.app.query_one(FlowList)
+        view.begin(ViewSpec())
+        flows.sync(view.apply(load_sql(store, ViewSpec())))
+        flows.move_to(len(view) - 3)  # the cursor's row has its own style
+        await pilot.pause()
+        crop = Region(0, 0, flows.size.width, flows.size.height)
+        textuals = Widget.render_lines(flows, crop)
+        assert [list(line) for line in flows.render_lines(crop)] == [list(line) for line in textuals]
+        assert "/v1/items/" in "".join(line.text for line in textuals)
+
+        flows.styles.padding = (0, 2)
+        await pilot.pause()
+        padded = flows.render_lines(Region(0, 0, flows.size.width, flows.size.height))
+        assert padded[1].text.startswith("  ") and padded[1].text[2:4].strip()
     store.close()
 
 
