@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -354,22 +355,32 @@ async def test_a_filter_shows_the_newest_screenful_first_and_stays_there(
         assert "60 shown" in app.status_bar.render().plain
 
 
-async def test_a_new_view_keeps_the_selected_flow_where_it_was_on_screen(tmp_path: Path) -> None:
-    """Each reset (a preview, then the whole view; clearing the filter) keeps the cursor's flow on its screen
-    row: after the preview the list is scrolled to its top, and the whole view must not open there."""
+@contextlib.asynccontextmanager
+async def lone_flow_list(tmp_path: Path) -> AsyncIterator[tuple[Pilot, FlowList, Store, FlowView]]:
+    """A flow list on its own over a 60-flow store, every flow in its view."""
     store = Store(build_store(tmp_path / "capture.db", extra=60))
     view = FlowView(store)
 
     class One(App[None]):
-        CSS = "FlowList { overflow-x: hidden; }"  # as in the app: no row for a horizontal scrollbar
+        CSS = "FlowList { overflow-x: hidden; scrollbar-gutter: stable; }"  # as in the app
 
         def compose(self) -> ComposeResult:
             yield FlowList(view)
 
-    async with One().run_test(size=(100, 20)) as pilot:
-        flows = pilot.app.query_one(FlowList)
-        view.begin(ViewSpec())
-        flows.sync(view.apply(load_sql(store, ViewSpec())))
+    try:
+        async with One().run_test(size=(100, 20)) as pilot:
+            flows = pilot.app.query_one(FlowList)
+            view.begin(ViewSpec())
+            flows.sync(view.apply(load_sql(store, ViewSpec())))
+            yield pilot, flows, store, view
+    finally:
+        store.close()
+
+
+async def test_a_new_view_keeps_the_selected_flow_where_it_was_on_screen(tmp_path: Path) -> None:
+    """Each reset (a preview, then the whole view; clearing the filter) keeps the cursor's flow on its screen
+    row: after the preview the list is scrolled to its top, and the whole view must not open there."""
+    async with lone_flow_list(tmp_path) as (pilot, flows, store, view):
         flows.go_bottom()
         await pilot.pause()
         spec = ViewSpec(text="/v1/items/")
@@ -388,25 +399,12 @@ async def test_a_new_view_keeps_the_selected_flow_where_it_was_on_screen(tmp_pat
         flows.sync(view.apply(load_sql(store, ViewSpec())))
         await pilot.pause()
         assert flows.selected == whole.seqs[50] and flows.cursor - flows.scroll_offset.y == row
-    store.close()
 
 
 async def test_the_list_draws_what_textual_would(tmp_path: Path) -> None:
     """The list hands its cached rows to the compositor itself, skipping Textual's per-line rebuild: the lines must
     be Textual's, cell for cell and style for style; given padding, the list leaves the drawing to Textual."""
-    store = Store(build_store(tmp_path / "capture.db", extra=60))
-    view = FlowView(store)
-
-    class One(App[None]):
-        CSS = "FlowList { overflow-x: hidden; scrollbar-gutter: stable; }"
-
-        def compose(self) -> ComposeResult:
-            yield FlowList(view)
-
-    async with One().run_test(size=(100, 20)) as pilot:
-        flows = pilot.app.query_one(FlowList)
-        view.begin(ViewSpec())
-        flows.sync(view.apply(load_sql(store, ViewSpec())))
+    async with lone_flow_list(tmp_path) as (pilot, flows, _, view):
         flows.move_to(len(view) - 3)  # the cursor's row has its own style
         await pilot.pause()
         crop = Region(0, 0, flows.size.width, flows.size.height)
@@ -418,7 +416,6 @@ async def test_the_list_draws_what_textual_would(tmp_path: Path) -> None:
         await pilot.pause()
         padded = flows.render_lines(Region(0, 0, flows.size.width, flows.size.height))
         assert padded[1].text.startswith("  ") and padded[1].text[2:4].strip()
-    store.close()
 
 
 async def test_follow_and_new_flow_count(proxy: Proxy, origin: OriginServer) -> None:
