@@ -444,6 +444,30 @@ async def test_follow_and_new_flow_count(proxy: Proxy, origin: OriginServer) -> 
             assert flows.vertical_scrollbar.window_virtual_size == 47  # the scrollbar knows every row, header too
 
 
+async def test_a_live_capture_opens_at_its_newest_flows_and_a_browsed_one_at_its_first(
+    proxy: Proxy, origin: OriginServer
+) -> None:
+    """`proxycap tui` on yesterday's store: today's traffic must show at once, not behind a "new ↓" badge."""
+    with proxy.client() as c:
+        for i in range(40):
+            c.get(f"{origin.url}/json?i={i}")
+        proxy.wait_flows(40)
+        app = ProxycapApp(proxy.store_path, proxy.session)
+        async with app.run_test(size=(80, 24)) as pilot:
+            flows = app.flows
+            await until(pilot, lambda: len(app.view) == 40)
+            await pilot.pause()
+            assert flows.cursor == 39 and flows.at_newest_edge() and flows.scroll_y > 0
+            await fetch(c, f"{origin.url}/json?today=1")
+            await until(pilot, lambda: len(app.view) == 41)
+            assert flows.cursor == 40 and flows.at_newest_edge() and flows.new_count == 0
+    browsed = ProxycapApp(proxy.store_path)
+    async with browsed.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: len(browsed.view) == 41)
+        await pilot.pause()
+        assert browsed.flows.cursor == 0 and browsed.flows.scroll_y == 0
+
+
 async def test_mark_clear_and_delete(proxy: Proxy, origin: OriginServer) -> None:
     app = ProxycapApp(proxy.store_path, proxy.session)
     async with app.run_test(size=(120, 36)) as pilot:

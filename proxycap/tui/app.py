@@ -159,6 +159,7 @@ class ProxycapApp(App[int]):
     def on_mount(self) -> None:
         self.clients.display = self.size.width >= NARROW
         self.flows.show_client = self.view.spec.client_ip is None
+        self.flows.follow = not self.readonly  # live: open at the newest flows; a browsed capture at its first
         self.flows.focus()
         self._reload()
         self._tick_cpu = time.thread_time()

@@ -184,6 +184,7 @@ class FlowList(ScrollView, can_focus=True):
         view, desc = self.view, self.view.spec.descending
         following = self.follow and self.at_newest_edge()
         on_newest = self.cursor >= len(view) - change.added - 1 if not desc else self.cursor == 0
+        opening = change.reset and self.selected is None  # a follower sees a view's first rows from the newest
         keep_row = None  # the cursor's row on screen, kept across a reset
         if change.reset or not change.appended:
             index = view.index_of(self.selected) if self.selected is not None else None
@@ -201,9 +202,9 @@ class FlowList(ScrollView, can_focus=True):
         set_virtual_size(self, Size(self.scrollable_content_region.width, len(view) + 1))
         if keep_row is not None:
             self.jump(self.cursor - keep_row)
-        elif following and change.added and not change.reset:
-            if on_newest:
-                self.cursor = 0 if desc else len(view) - 1
+        elif following and (opening or (change.added and not change.reset)):
+            if on_newest or opening:
+                self.cursor = 0 if desc else max(0, len(view) - 1)
             self.scroll_newest()
         elif change.added and not change.reset:
             self.new_count += change.added
