@@ -105,10 +105,36 @@ def test_a_text_filter_previews_a_screenful_around_the_selected_flow(
     assert load_quick(store, spec, 9, newest) is None  # 8 flows cannot fill 9 rows: wait for the whole view
     assert load_quick(store, ViewSpec(text="/items/", order="status"), 3, newest) is None
     every = load_quick(store, ViewSpec(), 3, newest)  # no filter: the whole view at once, when it is a range
-    assert every is not None and every.done and every.seqs == load_sql(store, ViewSpec()).seqs
+    assert every is not None and every.done and list(every.seqs) == load_sql(store, ViewSpec()).seqs
     assert load_quick(store, ViewSpec(client_ip="127.0.0.2"), 3, newest) is None
     view = loaded(store, spec)
     assert view.nearest(full.seqs[0] - 1) == 0 and view.nearest(newest + 5) == 11 and view.nearest(full.seqs[3]) == 3
+
+
+def test_every_flow_is_a_range_of_row_ids_while_the_next_ones_follow_on(store: Store) -> None:
+    """Clearing a filter over 100k flows must not build a list of 100k ids (nor keep one in memory)."""
+    view = FlowView(store)
+    view.begin(ViewSpec())
+    whole = load_quick(store, ViewSpec(), 3, None)
+    assert whole is not None
+    view.apply(whole)
+    every = load_sql(store, ViewSpec()).seqs
+    assert isinstance(view._seqs, range) and view.snapshot() == every
+    assert view.index_of(every[3]) == 3 and view.nearest(every[-1] + 9) == len(every) - 1
+    items = [_flow(70 + i, "127.0.0.2", CURL, "GET", f"https://api.example.com/next/{i}", 200, "text/plain", b"", b"")
+             for i in range(3)]
+    store.write([(summarize(f), None) for f in items])
+    change = view.apply(discover_sql(store, view.spec, view.last_seq))
+    assert change.added == 3 and change.appended and isinstance(view._seqs, range)
+    assert view.snapshot() == [*every, every[-1] + 1, every[-1] + 2, every[-1] + 3] == store.seqs()
+    after_a_gap = every[-1] + 9
+    change = view.apply(Batch([after_a_gap], after_a_gap))
+    assert change.added == 1 and change.appended and view.snapshot() == [*store.seqs(), after_a_gap]
+    assert view.seq_at(len(view) - 1) == after_a_gap and view.index_of(every[-1] + 3) == len(view) - 2
+    flipped = FlowView(store)
+    flipped.begin(ViewSpec(descending=True))
+    flipped.apply(load_quick(store, ViewSpec(descending=True), 3, None))
+    assert flipped.seq_at(0) == every[-1] + 3 and flipped.index_of(every[0]) == len(flipped) - 1
 
 
 def test_new_rows_are_discovered_past_last_seq(store: Store) -> None:

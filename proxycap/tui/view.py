@@ -72,7 +72,7 @@ class ViewSpec:
 class Batch:
     """Rows found by a load or scan. ``reset`` replaces the view; otherwise ``seqs`` are new, ascending."""
 
-    seqs: list[int]
+    seqs: list[int] | range  # a range: every row id of a store without gaps (no list of 100k ints to build)
     last_seq: int
     reset: bool = False
     undecided: set[str] = dataclasses.field(default_factory=set)
@@ -118,7 +118,7 @@ def load_quick(store: Store, spec: ViewSpec, rows: int, anchor: int | None) -> B
         return None
     if not spec.text:
         span = store.span(spec.query())  # None unless the view is every flow
-        return None if span is None else Batch(list(span), span[-1] if span else 0, reset=True)
+        return None if span is None else Batch(span, span[-1] if span else 0, reset=True)
     if anchor is None:
         return None
     hi = store.max_seq()
@@ -257,7 +257,8 @@ class FlowView:
         # Flows seen finishing on the bus. A scan can race the bus (the finish arrives while the scan runs) and the
         # store writer (the scan still reads the live state): an undecided flow in here is rechecked, not parked.
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._seqs: list[int] = []
+        # Every flow of a store without gaps is a range: O(1) to clear a filter, and no memory for 100k+ ids.
+        self._seqs: list[int] | range = []
         self._cache: collections.OrderedDict[int, Row] = collections.OrderedDict()
         self._ids: dict[str, int] = {}
         self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
@@ -320,7 +321,7 @@ class FlowView:
             self.loading = False
         if batch.reset:
             self.last_seq = batch.last_seq
-            self._seqs = list(batch.seqs)
+            self._seqs = batch.seqs if isinstance(batch.seqs, range) else list(batch.seqs)
             self.unsorted = False
             return Change(len(batch.seqs), appended=False, reset=True)
         self.last_seq = max(self.last_seq, batch.last_seq)
@@ -330,6 +331,11 @@ class FlowView:
         if not new:
             return Change()
         seqs = self._seqs
+        if isinstance(seqs, range):
+            if self.spec.order == "seq" and (not seqs or new[0] == seqs.stop) and new[-1] - new[0] == len(new) - 1:
+                self._seqs = range(seqs.start if seqs else new[0], new[-1] + 1)  # the next flows: still a range
+                return Change(len(new))
+            seqs = self._seqs = list(seqs)
         if self.spec.order != "seq":
             seqs.extend(new)
             self.unsorted = True
