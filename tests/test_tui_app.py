@@ -35,6 +35,7 @@ from proxycap.tui.flow_list import FlowList
 from proxycap.tui.flowdoc import DocOptions, FlowDoc
 from proxycap.tui.keybar import KeyBar
 from proxycap.tui.screens import HelpScreen
+from proxycap.tui.scrolling import QuickScrollBar
 from proxycap.tui.textlines import TextLines
 from proxycap.tui.view import Batch, FlowView, ViewSpec, load_sql
 
@@ -362,7 +363,7 @@ async def lone_flow_list(tmp_path: Path) -> AsyncIterator[tuple[Pilot, FlowList,
     view = FlowView(store)
 
     class One(App[None]):
-        CSS = "FlowList { overflow-x: hidden; scrollbar-gutter: stable; }"  # as in the app
+        CSS = "FlowList { overflow-x: hidden; scrollbar-gutter: stable; color: #d08770; }"  # a colour for filters
 
         def compose(self) -> ComposeResult:
             yield FlowList(view)
@@ -401,9 +402,10 @@ async def test_a_new_view_keeps_the_selected_flow_where_it_was_on_screen(tmp_pat
         assert flows.selected == whole.seqs[50] and flows.cursor - flows.scroll_offset.y == row
 
 
-async def test_the_list_draws_what_textual_would(tmp_path: Path) -> None:
+async def test_the_list_draws_what_textual_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The list hands its cached rows to the compositor itself, skipping Textual's per-line rebuild: the lines must
     be Textual's, cell for cell and style for style; given padding, the list leaves the drawing to Textual."""
+    monkeypatch.setenv("NO_COLOR", "1")  # a line filter (monochrome) to apply too
     async with lone_flow_list(tmp_path) as (pilot, flows, _, view):
         flows.move_to(len(view) - 3)  # the cursor's row has its own style
         await pilot.pause()
@@ -416,6 +418,26 @@ async def test_the_list_draws_what_textual_would(tmp_path: Path) -> None:
         await pilot.pause()
         padded = flows.render_lines(Region(0, 0, flows.size.width, flows.size.height))
         assert padded[1].text.startswith("  ") and padded[1].text[2:4].strip()
+
+
+async def test_the_scrollbar_draws_what_textual_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list's scrollbar builds its lines from a few cached ones: they must be Textual's, wherever the thumb is
+    and however the bar is styled (hovered), cropped or not."""
+    monkeypatch.setenv("NO_COLOR", "1")  # a line filter (monochrome) to apply too
+    async with lone_flow_list(tmp_path) as (pilot, flows, _, view):
+        await pilot.pause()
+        bar = flows.vertical_scrollbar
+        assert isinstance(bar, QuickScrollBar) and bar.size.height > 5
+        drawn = set()
+        for y, hover in ((0, False), (17, False), (len(view), False), (30, True)):
+            flows.jump(y)
+            bar.mouse_over = hover
+            await pilot.pause()
+            for crop in (Region(1, 2, 1, 5), Region(0, 0, *bar.size)):
+                lines = [list(line) for line in bar.render_lines(crop)]
+                assert lines == [list(line) for line in Widget.render_lines(bar, crop)]
+            drawn.add(repr(lines))  # the whole bar
+        assert len(drawn) == 4  # the thumb moved, the hover changed its colour
 
 
 async def test_follow_and_new_flow_count(proxy: Proxy, origin: OriginServer) -> None:

@@ -22,7 +22,7 @@ from textual.style import Style as TextualStyle
 
 from proxycap import fmt
 from proxycap.tui.flowdoc import status_kind
-from proxycap.tui.scrolling import set_virtual_size
+from proxycap.tui.scrolling import QuickScrollBars, plain_box, set_virtual_size
 from proxycap.tui.view import Change, FlowView, Row
 
 MARK = "●"
@@ -99,7 +99,7 @@ def fit(text: str, width: int, right: bool = False) -> str:
     return " " * (width - cell_len(text)) + text if right else set_cell_size(text, width)
 
 
-class FlowList(ScrollView, can_focus=True):
+class FlowList(QuickScrollBars, ScrollView, can_focus=True):
     """Keyboard: up/down/page keys move the cursor; enter inspects. Mouse: click a row, click a title to sort."""
 
     COMPONENT_CLASSES = {
@@ -331,15 +331,7 @@ class FlowList(ScrollView, can_focus=True):
         every update. Without border, padding, outline, tint or opacity the rebuild adds only the padding under
         the scrollbar; given any of those, Textual's path is taken.
         """
-        styles = self.styles
-        if (
-            any(styles.gutter)
-            or any(kind for kind, _ in styles.outline)
-            or styles.tint.a
-            or styles.text_opacity < 1
-            or self.opacity < 1
-            or styles.has_rule("hatch")
-        ):
+        if not plain_box(self):
             return super().render_lines(crop)
         width, content_width = self.size.width, self.scrollable_content_region.width
         base_background, background = self.background_colors

@@ -14,7 +14,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from proxycap.tui.scrolling import set_virtual_size
+from proxycap.tui.scrolling import QuickScrollBars, set_virtual_size
 
 
 def wrap_offsets(plain: str, width: int) -> list[int]:
@@ -37,7 +37,7 @@ def wrap_offsets(plain: str, width: int) -> list[int]:
     return starts
 
 
-class TextLines(ScrollView, can_focus=True):
+class TextLines(QuickScrollBars, ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"text-lines--match", "text-lines--match-current"}
 
     def __init__(self, lines: Iterable[Text] = (), *, id: str | None = None, classes: str | None = None) -> None:
