@@ -422,7 +422,8 @@ async def test_the_list_draws_what_textual_would(tmp_path: Path, monkeypatch: py
 
 async def test_the_scrollbar_draws_what_textual_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The list's scrollbar builds its lines from a few cached ones: they must be Textual's, wherever the thumb is
-    and however the bar is styled (hovered), cropped or not."""
+    and however the bar is styled (hovered), cropped or not, and asked for more lines than it has (as it can be
+    while the screen is laid out anew)."""
     monkeypatch.setenv("NO_COLOR", "1")  # a line filter (monochrome) to apply too
     async with lone_flow_list(tmp_path) as (pilot, flows, _, view):
         await pilot.pause()
@@ -433,7 +434,7 @@ async def test_the_scrollbar_draws_what_textual_would(tmp_path: Path, monkeypatc
             flows.jump(y)
             bar.mouse_over = hover
             await pilot.pause()
-            for crop in (Region(1, 2, 1, 5), Region(0, 0, *bar.size)):
+            for crop in (Region(1, 2, 1, 5), Region(0, 0, 2, bar.size.height + 3), Region(0, 0, *bar.size)):
                 lines = [list(line) for line in bar.render_lines(crop)]
                 assert lines == [list(line) for line in Widget.render_lines(bar, crop)]
             drawn.add(repr(lines))  # the whole bar

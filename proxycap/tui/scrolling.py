@@ -46,8 +46,8 @@ class QuickScrollBar(ScrollBar):
     """Textual's vertical scrollbar, drawn from a few cached lines.
 
     Its lines differ only in the track above or below the thumb, the thumb and the thumb's two ends, yet
-    Textual's styles cache builds and filters each line afresh whenever the bar moves: ~3.4 ms for a 47-line
-    bar, with every page scrolled and every live update that follows the newest flows.
+    Textual's styles cache builds and filters each line afresh whenever the bar moves: ~3.8 ms for a 47-line
+    bar (0.5 ms here), with every page scrolled and every live update that follows the newest flows.
     """
 
     def __init__(self, thickness: int) -> None:
@@ -70,6 +70,8 @@ class QuickScrollBar(ScrollBar):
             back_color=style.bgcolor or Color.parse("#555555"),
             bar_color=style.color or Color.parse("bright_magenta"),
         ).segments
+        if crop.bottom > len(segments):  # asked for more lines than it has (while the screen is laid out anew)
+            return super().render_lines(crop)
         base = self.visual_style.rich_style
         _, background = self.background_colors
         filters = self.get_line_filters()
