@@ -15,6 +15,7 @@ import httpx
 import pytest
 from conftest import Proxy
 from origins import JSON_BYTES, OriginServer
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult
@@ -552,6 +553,25 @@ async def test_thousands_of_flows_while_the_ui_runs(proxy: Proxy, origin: Origin
         assert app.flows.at_newest_edge() and app.flows.cursor == total - 1
         assert sorted(app.view.snapshot()) == sorted(r["seq"] for r in rows)
         print(f"{total} flows through the proxy and into the list in {time.monotonic() - started:.1f}s")
+
+
+async def test_text_lines_take_a_new_style_at_once() -> None:
+    """A text view resolves its own style once (a DOM walk per row was half of drawing it): a restyle, such as a
+    theme change, must reach the rows already drawn."""
+    class One(App[None]):
+        CSS = "TextLines { color: #102030; } TextLines.-other { color: #a0b0c0; }"
+
+        def compose(self) -> ComposeResult:
+            yield TextLines([Text("plain"), Text("styled", Style(bold=True))])
+
+    async with One().run_test(size=(40, 10)) as pilot:
+        await pilot.pause()
+        lines = pilot.app.query_one(TextLines)
+        colors = lambda: {seg.style.color.name for y in (0, 1) for seg in lines.render_line(y) if seg.text.strip()}  # noqa: E731
+        assert colors() == {"#102030"}
+        lines.add_class("-other")
+        await pilot.pause()
+        assert colors() == {"#a0b0c0"}
 
 
 async def test_text_lines_draw_the_rows_textual_scrolled_to() -> None:

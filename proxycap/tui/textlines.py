@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.cells import get_character_cell_size
+from rich.style import Style
 from rich.text import Text
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
@@ -47,6 +48,7 @@ class TextLines(QuickScrollBars, ScrollView, can_focus=True):
         self._first_row: list[int] = []  # line → its first row
         self._width = 0
         self._strips: dict[int, Strip] = {}
+        self._style: Style | None = None  # the widget's own style: resolving it walks the DOM (half a row's cost)
         self._matches: list[tuple[int, int, int]] = []  # (line, start, end)
         self._line_matches: dict[int, list[int]] = {}
         self.current_match = -1
@@ -115,6 +117,7 @@ class TextLines(QuickScrollBars, ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._strips.clear()
+        self._style = None
 
     # --- search ---------------------------------------------------------------------------------
 
@@ -177,8 +180,10 @@ class TextLines(QuickScrollBars, ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         if width != self._width and width > 0:
             self.call_later(self.on_resize)  # sized without a Resize (shown by an inline style): wrap for it
+        if self._style is None:
+            self._style = self.rich_style
         if index >= len(self._rows):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self._style)
         strip = self._strips.get(index)
         if strip is None:
             line, start, end = self._rows[index]
@@ -189,7 +194,7 @@ class TextLines(QuickScrollBars, ScrollView, can_focus=True):
                     name = "text-lines--match-current" if k == self.current_match else "text-lines--match"
                     style = self.get_component_rich_style(name, partial=True)
                     text.stylize(style, max(a, start) - start, min(b, end) - start)
-            strip = Strip(text.render(self.app.console)).crop_extend(0, width, None).apply_style(self.rich_style)
+            strip = Strip(text.render(self.app.console)).crop_extend(0, width, None).apply_style(self._style)
             if len(self._strips) > 2000:
                 self._strips.clear()
             self._strips[index] = strip
