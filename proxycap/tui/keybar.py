@@ -13,6 +13,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.screen import Screen
+from textual.strip import Strip
 from textual.widget import Widget
 
 KeyEntry = tuple[str, str, str, bool]  # key, how it is written, description, enabled
@@ -44,6 +45,9 @@ class KeyBar(Widget):
         super().__init__()
         self._keys: tuple[tuple[str, KeyEntry], ...] = ()  # (action, key)
         self._palette: KeyEntry | None = None  # the command palette's key, shown on the right
+        # Drawn lines by what they show: a bar takes ~3 ms to build, and the inspector opening or closing swaps
+        # between two of them.
+        self._lines: dict[tuple[object, ...], Strip] = {}
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
@@ -67,17 +71,14 @@ class KeyBar(Widget):
             self._keys, self._palette = keys, palette
             self.refresh()
 
-    def _entry(self, entry: KeyEntry) -> Text:
+    def _entry(self, entry: KeyEntry, styles: tuple[Style, Style]) -> Text:
         key, display, description, enabled = entry
         meta = Style(meta={"key": key, "enabled": enabled}, dim=not enabled)
-        return Text.assemble(
-            (f" {display} ", self.get_component_rich_style("key-bar--key") + meta),
-            (f"{description} ", self.get_component_rich_style("key-bar--description") + meta),
-        )
+        return Text.assemble((f" {display} ", styles[0] + meta), (f"{description} ", styles[1] + meta))
 
-    def _fit(self, width: int) -> list[Text]:
+    def _fit(self, width: int, styles: tuple[Style, Style]) -> list[Text]:
         """Every key if they fit; else as many as fit from the left, and the help key, which lists the rest."""
-        texts = [(action, self._entry(entry)) for action, entry in self._keys]
+        texts = [(action, self._entry(entry, styles)) for action, entry in self._keys]
         if sum(text.cell_len for _, text in texts) <= width:
             return [text for _, text in texts]
         kept = [text for action, text in texts if action == self.KEEP]
@@ -92,12 +93,27 @@ class KeyBar(Widget):
             room -= text.cell_len
         return fit + kept
 
-    def render(self) -> Text:
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines.clear()
+
+    def render_line(self, y: int) -> Strip:
+        key = (self._keys, self._palette, self.size.width)
+        line = self._lines.get(key)
+        if line is None:
+            if len(self._lines) > 8:
+                self._lines.clear()
+            segments = self._text().render(self.app.console)
+            line = self._lines[key] = Strip(segments).apply_style(self.rich_style)
+        return line
+
+    def _text(self) -> Text:
+        styles = self.get_component_rich_style("key-bar--key"), self.get_component_rich_style("key-bar--description")
         line = Text(no_wrap=True, overflow="ellipsis", end="")
-        for text in self._fit(self.size.width):
+        for text in self._fit(self.size.width, styles):
             line.append_text(text)
         if self._palette is not None:
-            right = self._entry(self._palette)
+            right = self._entry(self._palette, styles)
             gap = self.size.width - line.cell_len - right.cell_len
             if gap > 0:
                 line.append(" " * gap)
