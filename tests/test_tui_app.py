@@ -364,7 +364,8 @@ async def lone_flow_list(tmp_path: Path) -> AsyncIterator[tuple[Pilot, FlowList,
     view = FlowView(store)
 
     class One(App[None]):
-        CSS = "FlowList { overflow-x: hidden; scrollbar-gutter: stable; color: #d08770; }"  # a colour for filters
+        # As in the app, plus a colour for line filters to change.
+        CSS = "FlowList { overflow-x: hidden; scrollbar-gutter: stable; color: #d08770; }"
 
         def compose(self) -> ComposeResult:
             yield FlowList(view)
