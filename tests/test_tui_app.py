@@ -21,6 +21,7 @@ from textual import events
 from textual.app import App, ComposeResult
 from textual.geometry import Region
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input, Static
 from tui_data import build_store
@@ -441,6 +442,34 @@ async def test_the_scrollbar_draws_what_textual_would(tmp_path: Path, monkeypatc
                 assert lines == [list(line) for line in Widget.render_lines(bar, crop)]
             drawn.add(repr(lines))  # the whole bar
         assert len(drawn) == 4  # the thumb moved, the hover changed its colour
+
+
+async def test_opening_the_inspector_lays_the_screen_out_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each layout of the whole screen costs 10-30 ms (more beside a busy proxy): the inspector appearing and the
+    list shrinking take one. Textual's scrollbar asked for a second one as its height changed."""
+    layouts: list[float] = []
+    layout = Screen._refresh_layout
+
+    def counted(screen: Screen, *args: Any, **kwargs: Any) -> None:
+        layouts.append(time.monotonic())
+        layout(screen, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counted)
+    monkeypatch.setattr(inspector_module, "REVEAL_WAIT", 10)  # with its content, however slow the machine
+    app = ProxycapApp(build_store(tmp_path / "capture.db", extra=60))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: not app.view.loading)
+        for _ in range(2):  # the first time, the inspector's own widgets settle too (the tabs' underline)
+            layouts.clear()
+            await pilot.press("enter")
+            await until(pilot, lambda: app.inspector.display and app.inspector.doc is not None, what="the inspector")
+            await pilot.pause(0.5)
+            opened = len(layouts)
+            await pilot.press("escape")
+            await pilot.pause(0.5)
+        assert opened == 1 and app.flows.vertical_scrollbar.size.height > 30  # the list is whole again
 
 
 async def test_follow_and_new_flow_count(proxy: Proxy, origin: OriginServer) -> None:

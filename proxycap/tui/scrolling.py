@@ -6,6 +6,7 @@ from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual.geometry import Region, Size
+from textual.reactive import Reactive
 from textual.scroll_view import ScrollView
 from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.strip import Strip
@@ -49,6 +50,11 @@ class QuickScrollBar(ScrollBar):
     Textual's styles cache builds and filters each line afresh whenever the bar moves: ~3.8 ms for a 47-line
     bar (0.5 ms here), with every page scrolled and every live update that follows the newest flows.
     """
+
+    # Nothing scrolls inside a bar, yet Textual's reactive for its scrollable size lays the whole screen out again
+    # whenever the bar changes height: a second layout each time the inspector opens or closes and the list
+    # shrinks or grows.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0))
 
     def __init__(self, thickness: int) -> None:
         super().__init__(vertical=True, name="vertical", thickness=thickness)
