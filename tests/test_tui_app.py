@@ -32,7 +32,7 @@ from proxycap.tui import flowdoc
 from proxycap.tui import inspector as inspector_module
 from proxycap.tui import view as view_module
 from proxycap.tui.app import ProxycapApp
-from proxycap.tui.filter_bar import FilterBar
+from proxycap.tui.filter_bar import DEBOUNCE, FilterBar
 from proxycap.tui.flow_list import FlowList
 from proxycap.tui.flowdoc import DocOptions, FlowDoc
 from proxycap.tui.keybar import KeyBar
@@ -124,9 +124,20 @@ async def test_filter_expressions_text_and_errors(proxy: Proxy, origin: OriginSe
         assert [r["path"] for r in listed(app)] == ["/status/404"]
         assert app.flows.has_focus
 
+        applied: list[str] = []
+        apply = app._filter
+
+        def watched(text: str, submitted: bool = False) -> None:
+            applied.append(text)
+            apply(text, submitted)
+
+        app._filter = watched  # type: ignore[method-assign]
         await pilot.press("escape")  # from the list: clears the filter at once, not after the typing debounce
         await pilot.pause()
         assert app.filter_bar.value == "" and app.view.spec.expr is None
+        await pilot.pause(2 * DEBOUNCE)
+        assert applied == [""]  # once: the emptied field's own typing pause does not apply it again
+        app._filter = apply  # type: ignore[method-assign]
         await pilot.press("slash", "up", "enter")  # and history brings it back
         await until(pilot, lambda: app.view.spec.expr == "~c 404 & (~c 500 | ~c 404)" and not app.view.loading)
 

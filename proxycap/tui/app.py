@@ -443,9 +443,8 @@ class ProxycapApp(App[int]):
             self.inspector.close()
             self.flows.focus()
             self.refresh_bindings()
-        elif self.filter_bar.value:  # cleared and applied here, not by a message: the field and the list, one frame
-            self.filter_bar.input.value = ""
-            self._filter(self.filter_bar.take())
+        elif self.filter_bar.value:
+            self._filter(self.filter_bar.clear())
 
     def action_zoom_inspector(self) -> None:
         if self.screen.maximized is self.inspector:

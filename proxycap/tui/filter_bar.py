@@ -131,6 +131,13 @@ class FilterBar(Horizontal):
     def _apply(self) -> None:
         self.post_message(self.Changed(self.take()))
 
+    def clear(self) -> str:
+        """Empty the field for the caller to apply at once (the field and the list in one frame), without the
+        field's change event: its typing pause would apply the same empty filter again a moment later."""
+        with self.input.prevent(Input.Changed):
+            self.input.value = ""
+        return self.take()
+
     def action_done(self) -> None:
         self.post_message(self.Done())
 
