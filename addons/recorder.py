@@ -23,6 +23,10 @@ from proxycap.summary import META_STREAMED, peer, summarize
 
 BACKLOG_POLL = 0.01  # seconds between looks at the store's backlog while flows wait for it
 
+# A request is published on its own only if its response (or error) takes longer than this: in flight, it shows
+# as such. Most responses come sooner and their event says it all, which spares the proxy a summary per flow.
+REQUEST_DELAY = 0.05
+
 # Snapshot a long-lived WebSocket's full state at most this often; messages in between only bump counters.
 WS_SNAPSHOT_INTERVAL = 1.0
 
@@ -50,6 +54,8 @@ class Recorder:
         self._writer: Any = None  # StoreWriter when standalone
         self._connects: dict[str, http.HTTPFlow] = {}  # client id → its CONNECT flow, to record TLS failures
         self._ws_snapshot: dict[str, float] = {}
+        # Requests not published yet: flow id → (flow, the timer that publishes it).
+        self._requests: dict[str, tuple[http.HTTPFlow, asyncio.TimerHandle]] = {}
         self._conns = ConnectionStates()
         self._backlog_limit = human.parse_size(DEFAULT_BACKLOG)
 
@@ -92,6 +98,9 @@ class Recorder:
                 raise exceptions.OptionsError(str(e)) from None
 
     def done(self) -> None:
+        for f, timer in list(self._requests.values()):  # shutting down: what is in flight is stored as such
+            timer.cancel()
+            self._publish_request(f)
         if self._writer:
             self._writer.stop()
             self._writer = None
@@ -103,6 +112,8 @@ class Recorder:
 
         Hooks stay synchronous (cheaper for mitmproxy to call) unless there is something to wait for.
         """
+        if (pending := self._requests.pop(f.id, None)) is not None:  # this event says more than the request's
+            pending[1].cancel()
         self.bus.publish(FlowEvent(kind, f.id, summarize(f), snapshot(f, self._conns) if with_state else None))
         if with_state and self.bus.backlog() > self._backlog_limit:
             return self._wait_for_store()
@@ -119,6 +130,11 @@ class Recorder:
             f.request.stream = _count_streamed(f, "request")
 
     def request(self, f: http.HTTPFlow) -> None:
+        timer = asyncio.get_running_loop().call_later(REQUEST_DELAY, self._publish_request, f)
+        self._requests[f.id] = (f, timer)
+
+    def _publish_request(self, f: http.HTTPFlow) -> None:
+        del self._requests[f.id]
         # Summary only: the full state follows with the response or error (measured: +5-10% throughput, bench/).
         self._publish("request", f, with_state=False)
 

@@ -26,7 +26,9 @@ from origins import (
     pattern_bytes,
     refused_port,
 )
+from proxycap.addons.recorder import REQUEST_DELAY
 
+from proxycap.bus import FlowEvent
 from proxycap.fmt import streamed_note
 from proxycap.store import Query, Store
 
@@ -206,6 +208,20 @@ def test_in_flight_flow_is_stored_on_stop(tmp_path: Path, confdir: Path, pki: Te
     [row] = Store(tmp_path / "captures.db", readonly=True).iter_rows()
     assert row["path"] == "/slow?ms=3000"
     assert row["state"] == "error" and row["error"]
+
+
+def test_a_request_is_announced_on_its_own_only_while_its_response_is_slow(proxy: Proxy, origin: OriginServer) -> None:
+    """The response's event says all a request's would: the proxy summarises a quick flow once, a slow one twice."""
+    sub = proxy.session.bus.subscribe("test", limit=1000)
+    with proxy.client() as c:
+        c.get(f"{origin.url}/slow?ms={REQUEST_DELAY * 1000 * 6:.0f}")
+        c.get(f"{origin.url}/json")
+    proxy.wait_flows(2)
+    kinds: dict[str, list[str]] = {}
+    for ev in sub.drain():
+        if isinstance(ev, FlowEvent):
+            kinds.setdefault(ev.summary["path"].partition("?")[0], []).append(ev.kind)
+    assert kinds == {"/slow": ["request", "response"], "/json": ["response"]}
 
 
 def _get_quietly(p: Proxy, url: str) -> None:

@@ -295,7 +295,7 @@ class ProxycapApp(App[int]):
         for ev in events:
             if isinstance(ev, FlowEvent):
                 flow_events.append(ev)
-                requests += ev.kind == "request"
+                requests += ev.kind in ("response", "error")  # once per flow: only slow ones announce their request
                 s = ev.summary
                 if self.status.ca_hint and s["scheme"] == "https" and s["status"] is not None and not s["error"]:
                     self.status.ca_hint = False
