@@ -265,7 +265,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     if args.open is not None:
         from proxycap.tui.app import ProxycapApp
 
-        ProxycapApp(args.open, client=client, history_file=filter_history()).run()
+        ProxycapApp(args.open, client=client, history_file=filter_history(), settle=gcsettle.settle).run()
         return 0
     from proxycap.session import CaptureSession
 
@@ -274,8 +274,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from proxycap.tui.app import ProxycapApp
 
-        gcsettle.settle()  # the proxy, mitmproxy and Textual are loaded: the bulk of what lives until exit
-        ProxycapApp(session.store_path, session, client=client, history_file=filter_history()).run()
+        app = ProxycapApp(session.store_path, session, client=client, history_file=filter_history(),
+                          settle=gcsettle.settle)  # with the UI drawn, the bulk of what lives until exit exists
+        app.run()
     finally:
         session.stop()
     return 0

@@ -246,6 +246,17 @@ async def test_a_big_body_shows_at_once_and_then_whole(
         assert builds == [inspector_module.PREVIEW]
 
 
+async def test_the_collector_is_settled_once_the_screen_is_drawn(tmp_path: Path) -> None:
+    """The CLI freezes what exists then out of full collections: it must include the laid-out screen."""
+    drawn: list[int] = []
+    app = ProxycapApp(build_store(tmp_path / "capture.db"), settle=lambda: drawn.append(app.flows.size.height))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: drawn)
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: app.inspector.display)
+    assert len(drawn) == 1 and drawn[0] > 0
+
+
 async def test_the_inspector_appears_with_its_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not empty first and filled a frame later (two full layouts of the screen)."""
     monkeypatch.setattr(inspector_module, "REVEAL_WAIT", 5.0)  # only its content may reveal it here

@@ -98,13 +98,16 @@ class ProxycapApp(App[int]):
         session: CaptureSession | None = None,
         client: str | None = None,
         history_file: Path | None = None,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         """Live when given a started ``session`` (not stopped here), else a read-only browser of the store.
 
         Opens the store now, so a bad store fails before the UI takes the screen. ``history_file`` keeps the
-        filter history across sessions (none: this session only).
+        filter history across sessions (none: this session only). ``settle`` is called once the first frame is
+        drawn: what exists then (the screen's widgets, styles, Textual itself) lives as long as the app.
         """
         super().__init__()
+        self._settle = settle
         self.history_file = history_file
         self.session = session
         self.readonly = session is None
@@ -168,6 +171,10 @@ class ProxycapApp(App[int]):
         self._refresh_clients()
         if self.session is not None:
             self.sub_title = ", ".join(f"{h}:{p}" for h, p in self.status.listen or [])
+
+    def on_ready(self) -> None:
+        if self._settle is not None:
+            self._settle()
 
     async def on_unmount(self) -> None:
         self._closing = True  # a timer already under way must not touch the stores closed below
