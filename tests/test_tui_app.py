@@ -28,10 +28,11 @@ from tui_data import build_store
 
 from proxycap.cli import main
 from proxycap.store import Store
+from proxycap.tui import app as app_module
 from proxycap.tui import flowdoc
 from proxycap.tui import inspector as inspector_module
 from proxycap.tui import view as view_module
-from proxycap.tui.app import ProxycapApp
+from proxycap.tui.app import ProxycapApp, tick_interval
 from proxycap.tui.filter_bar import DEBOUNCE, FilterBar
 from proxycap.tui.flow_list import FlowList
 from proxycap.tui.flowdoc import DocOptions, FlowDoc
@@ -244,6 +245,14 @@ async def test_a_big_body_shows_at_once_and_then_whole(
         await pilot.press("escape")
         await pilot.pause(2.5)
         assert builds == [inspector_module.PREVIEW]
+
+
+def test_live_updates_take_a_smaller_share_of_the_ui_thread_while_the_proxy_is_busy() -> None:
+    frame = 0.01  # seconds of the UI thread a tick took, with its frames
+    quiet, busy = tick_interval(frame, app_module.BUSY_RATE - 1), tick_interval(frame, app_module.BUSY_RATE)
+    assert quiet == pytest.approx(frame / app_module.UI_SHARE)
+    assert busy == pytest.approx(frame / app_module.BUSY_UI_SHARE) and busy > quiet
+    assert tick_interval(0.0, 0) == app_module.TICK and tick_interval(1.0, 1000) == app_module.MAX_TICK
 
 
 async def test_the_collector_is_settled_once_the_screen_is_drawn(tmp_path: Path) -> None:

@@ -60,7 +60,11 @@ TICK = 0.1  # seconds between bus drains / store polls, at the most
 # costs tens of ms, so ticks are spaced to keep the UI thread under this share of a core (keys still answer at
 # once; only the live updates slow down), down to one a second. 5 % rather than 10 %: +7-9 % of the proxy's
 # throughput under full load (bench/RESULTS.md), for a list scrolling 2-4 times a second instead of 4-8.
+# While the proxy is busy, 2 %: a flood scrolls by unread anyway, and every frame stalls the proxy for its length
+# (+1-6 % throughput, p99 -7-20 %, bench/RESULTS.md).
 UI_SHARE = 0.05
+BUSY_UI_SHARE = 0.02
+BUSY_RATE = 200  # flows a second
 MAX_TICK = 1.0
 CLIENTS_INTERVAL = 1.0
 CLIENTS_MAX_SHARE = 0.05  # the clients panel's refresh may take at most this share of the time
@@ -82,6 +86,11 @@ async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
     if widget.call_later(lambda: done.done() or done.set_result(None)):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done, timeout)
+
+
+def tick_interval(cpu: float, rate: float) -> float:
+    """Seconds to the next tick, after one that took ``cpu`` seconds of the UI thread with its frames."""
+    return min(MAX_TICK, max(TICK, cpu / (BUSY_UI_SHARE if rate >= BUSY_RATE else UI_SHARE)))
 
 
 class ProxycapApp(App[int]):
@@ -266,7 +275,7 @@ class ProxycapApp(App[int]):
             return
         now = time.monotonic()
         cpu, self._tick_cpu = self._tick_cpu, time.thread_time()
-        self._tick_timer = self.set_timer(min(MAX_TICK, max(TICK, (self._tick_cpu - cpu) / UI_SHARE)), self._tick)
+        self._tick_timer = self.set_timer(tick_interval(self._tick_cpu - cpu, self.status.rate), self._tick)
         if self.sub is not None:
             self._drain(now)
         view = self.view
