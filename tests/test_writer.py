@@ -7,6 +7,7 @@ SIGSTOP as a stand-in for a disk that stopped answering).
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from conftest import Proxy, start_proxy
 from mitmproxy.test import tflow
 from origins import OriginServer, TestPKI
 
+from proxycap import writer_child
 from proxycap.bus import Bus, FlowEvent
 from proxycap.store import Store
 from proxycap.summary import summarize
@@ -137,6 +139,19 @@ def test_a_flow_the_store_cannot_take_is_dropped_alone(tmp_path: Path, caplog: p
     finally:
         store.close()
     assert "1 flows could not be stored" in caplog.text
+
+
+def test_the_child_hands_the_cpu_on_after_each_flow_it_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flows = [tflow.tflow(resp=True) for _ in range(3)]
+    batch = pickle.dumps(([(summarize(f), f.get_state()) for f in flows], [], []))
+    yields: list[None] = []
+    monkeypatch.setattr(writer_child.os, "sched_yield", lambda: yields.append(None))
+    store = Store(tmp_path / "s.db")
+    try:
+        writer_child._write(store, [batch])
+        assert len(yields) == 3 and store.count() == 3
+    finally:
+        store.close()
 
 
 def test_a_store_failing_for_long_keeps_flows_without_their_bodies(
