@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import tty
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from textual.app import App
 from textual.message import Message
 
 from proxycap.store import Store
+from proxycap.tui import switching
 from proxycap.tui.app import ProxycapApp
 from proxycap.tui.driver import PromptEscapeDriver
 
@@ -73,3 +75,20 @@ async def test_escape_sequences_and_text_still_parse(terminal: tuple[int, Record
     master, driver = terminal
     os.write(master, "\x1b[Aé/\x1b".encode())
     assert [driver.keys.get(timeout=10) for _ in range(4)] == ["up", "é", "slash", "escape"]
+
+
+async def test_the_proxy_gets_the_gil_sooner_while_the_ui_follows_and_keys_get_it_back(
+    terminal: tuple[int, RecordingDriver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    master, driver = terminal
+    monkeypatch.setattr(switching, "_last_input", 0.0)
+    try:
+        switching.following()
+        assert sys.getswitchinterval() == pytest.approx(switching.LIVE)
+        os.write(master, b"j")
+        assert driver.keys.get(timeout=10) == "j"
+        assert sys.getswitchinterval() == pytest.approx(switching.DEFAULT)
+        switching.following()  # a key just now: the UI may be answering it
+        assert sys.getswitchinterval() == pytest.approx(switching.DEFAULT)
+    finally:
+        switching.restore()

@@ -32,7 +32,7 @@ from proxycap.bus import ClientEvent, FlowEvent, LogEvent
 from proxycap.filtering import FilterError
 from proxycap.session import CaptureSession
 from proxycap.store import Store
-from proxycap.tui import keys
+from proxycap.tui import keys, switching
 from proxycap.tui.clients import ClientsPanel, ReverseDNS, client_rows
 from proxycap.tui.commands import ProxycapCommands
 from proxycap.tui.driver import PromptEscapeDriver
@@ -187,6 +187,7 @@ class ProxycapApp(App[int]):
 
     async def on_unmount(self) -> None:
         self._closing = True  # a timer already under way must not touch the stores closed below
+        switching.restore()
         self._tick_timer.stop()
         self._clients_timer.stop()
         if self.sub is not None:
@@ -274,6 +275,7 @@ class ProxycapApp(App[int]):
         if self._closing:
             return
         now = time.monotonic()
+        switching.following()
         cpu, self._tick_cpu = self._tick_cpu, time.thread_time()
         self._tick_timer = self.set_timer(tick_interval(self._tick_cpu - cpu, self.status.rate), self._tick)
         if self.sub is not None:

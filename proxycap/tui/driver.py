@@ -4,7 +4,8 @@ A terminal sends Esc as the same byte that starts every escape sequence, so Text
 ``ESCDELAY`` ms for more before calling it a key. But Textual's input thread only looks at that wait's end
 when its 100 ms poll of the terminal times out: Esc (close the inspector, clear the filter) reached the app
 100-200 ms after the key, whatever ``ESCDELAY`` said. This thread sleeps until the parser's deadline instead.
-(``proxycap tui`` also lowers ``ESCDELAY``'s default: see ``cli.TEXTUAL_ENV``.)
+(``proxycap tui`` also lowers ``ESCDELAY``'s default: see ``cli.TEXTUAL_ENV``.) The thread also tells
+``switching`` that input arrived, before the input is parsed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from codecs import getincrementaldecoder
 from textual._time import get_time
 from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
+
+from proxycap.tui import switching
 
 
 class PromptEscapeDriver(LinuxDriver):
@@ -30,6 +33,7 @@ class PromptEscapeDriver(LinuxDriver):
                 deadline = parser._timeout_time  # set while a lone Esc (or a partial sequence) waits
                 timeout = self.IDLE_POLL if deadline is None else min(self.IDLE_POLL, max(0.0, deadline - get_time()))
                 if selector.select(timeout):
+                    switching.input_arrived()
                     data = decode(os.read(self.fileno, 4096))
                     if not data:  # stdin was a pipe and it ended
                         break
