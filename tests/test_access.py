@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import Proxy, start_proxy
 from origins import OriginServer, TestPKI
+
 from proxycap.addons.access import Access, parse_networks
 
 

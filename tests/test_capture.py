@@ -26,8 +26,8 @@ from origins import (
     pattern_bytes,
     refused_port,
 )
-from proxycap.addons.recorder import REQUEST_DELAY
 
+from proxycap.addons.recorder import REQUEST_DELAY
 from proxycap.bus import FlowEvent
 from proxycap.fmt import streamed_note
 from proxycap.store import Query, Store
