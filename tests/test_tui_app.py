@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Proxy
+from mitmproxy.test import tflow
 from origins import JSON_BYTES, OriginServer
 from rich.style import Style
 from rich.text import Text
@@ -28,6 +30,7 @@ from tui_data import build_store
 
 from proxycap.cli import main
 from proxycap.store import Store
+from proxycap.summary import summarize
 from proxycap.tui import app as app_module
 from proxycap.tui import flowdoc
 from proxycap.tui import inspector as inspector_module
@@ -87,6 +90,17 @@ async def test_flows_appear_and_clients_are_counted_and_selectable(proxy: Proxy,
 
         await pilot.press("home", "enter")  # back to all clients
         await until(pilot, lambda: app.view.spec.client_ip is None and len(app.view) == 5)
+
+
+async def test_the_total_counts_new_flows_with_the_list(proxy: Proxy, origin: OriginServer) -> None:
+    """It showed the clients panel's sum, up to a refresh behind: "102,066 shown / 101,659 flows"."""
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        app._clients_timer.stop()  # the panel's counts stay where they are
+        with proxy.client() as c:
+            await fetch(c, f"{origin.url}/json", f"{origin.url}/html")
+        await until(pilot, lambda: len(app.view) == 2, what="2 flows listed")
+        await until(pilot, lambda: "2 shown / 2 flows" in str(app.status_bar.content), what="the total")
 
 
 async def test_started_focused_on_a_client(proxy: Proxy, origin: OriginServer) -> None:
@@ -253,6 +267,49 @@ def test_live_updates_take_a_smaller_share_of_the_ui_thread_while_the_proxy_is_b
     assert quiet == pytest.approx(frame / app_module.UI_SHARE)
     assert busy == pytest.approx(frame / app_module.BUSY_UI_SHARE) and busy > quiet
     assert tick_interval(0.0, 0) == app_module.TICK and tick_interval(1.0, 1000) == app_module.MAX_TICK
+
+
+async def test_new_client_counts_wait_for_the_tick_that_draws_the_new_flows(tmp_path: Path) -> None:
+    """Drawn in a frame of their own, the panel and the status bar made Textual redraw the whole screen once more
+    per second under load: the box around both is all of it."""
+    app = ProxycapApp(build_store(tmp_path / "capture.db"))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: len(app.clients.rows) == 3)
+        app._tick_timer.stop()  # this test ticks by hand
+        newer = [dataclasses.replace(row, flows=row.flows + 1) for row in app.clients.rows]
+        app._show_clients(newer)
+        await pilot.pause(0.2)
+        assert app.clients.rows != newer
+        app._tick()
+        assert app.clients.rows == newer
+
+
+async def test_the_clients_list_is_as_tall_as_its_rows_and_scrolls_through_a_crowd(tmp_path: Path) -> None:
+    """New counts redraw the list's own lines, not the panel's whole height; past a screenful the scrollbar takes
+    its column without making any row wrap onto a third line."""
+    app = ProxycapApp(build_store(tmp_path / "capture.db"))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: len(app.clients.rows) == 3)
+        assert app.clients.options.size.height <= 1 + 2 * 3 + 1 < app.clients.size.height // 2
+
+    store = Store(tmp_path / "crowd.db")
+    crowd = []
+    for i in range(40):
+        f = tflow.tflow(resp=True)
+        f.client_conn.peername = (f"10.0.{i}.1", 50000)
+        crowd.append((summarize(f), None))
+    store.write(crowd, [], [])
+    store.close()
+    app = ProxycapApp(tmp_path / "crowd.db")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: len(app.clients.rows) == 40)
+        options = app.clients.options
+        assert options.virtual_size.height == 1 + 2 * 40
+        assert options.region.bottom <= app.clients.region.bottom
+        options.focus()
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        assert options.highlighted == 40 and options.scroll_offset.y == options.max_scroll_y > 0
 
 
 async def test_the_collector_is_settled_once_the_screen_is_drawn(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from proxycap.filtering import FilterError
 from proxycap.session import CaptureSession
 from proxycap.store import Store
 from proxycap.tui import keys, switching
-from proxycap.tui.clients import ClientsPanel, ReverseDNS, client_rows
+from proxycap.tui.clients import ClientRow, ClientsPanel, ReverseDNS, client_rows
 from proxycap.tui.commands import ProxycapCommands
 from proxycap.tui.driver import PromptEscapeDriver
 from proxycap.tui.filter_bar import FilterBar
@@ -137,6 +137,7 @@ class ProxycapApp(App[int]):
         self._resort_worker: Worker[None] | None = None
         self._last_resort = 0.0
         self._clients_dirty = True
+        self._clients_rows: list[ClientRow] | None = None  # loaded, not shown yet
         self._inspect_due: float | None = None
         self._tick_cpu = 0.0  # the UI thread's CPU time at the last tick (spaces ticks out under load)
         self._event_screen: EventLogScreen | None = None
@@ -296,6 +297,10 @@ class ProxycapApp(App[int]):
         if self._inspect_due is not None and now >= self._inspect_due:
             self._inspect_due = None
             self.inspector.show_flow(self.inspector.seq, reload=True)
+        if self._clients_rows is not None:
+            self.clients.update_rows(self._clients_rows)
+            self.status.total = sum(r.flows for r in self._clients_rows)
+            self._clients_rows = None
         self._show_status()
 
     def _drain(self, now: float) -> None:
@@ -339,6 +344,8 @@ class ProxycapApp(App[int]):
     def _show_status(self) -> None:
         s = self.status
         s.shown = None if self.view.loading else len(self.view)
+        if s.shown is not None and self.view.spec.shows_all:
+            s.total = s.shown  # exact at once; the clients panel's sum is up to a refresh behind
         s.paused = self.view.frozen
         s.rate = sum(n for _, n in self._rate) / RATE_WINDOW
         self.status_bar.show(s)
@@ -362,10 +369,10 @@ class ProxycapApp(App[int]):
         self._clients_at, self._clients_cost = start, time.monotonic() - start
         self.call_from_thread(self._show_clients, rows)
 
-    def _show_clients(self, rows: list) -> None:
-        self.clients.update_rows(rows)
-        self.status.total = sum(r.flows for r in rows)
-        self._show_status()
+    def _show_clients(self, rows: list[ClientRow]) -> None:
+        """Shown by the next tick, in the frame that shows the new flows: a frame of its own would redraw the whole
+        screen (Textual redraws the box around everything that changed, here the panel and the status bar)."""
+        self._clients_rows = rows
 
     # --- messages from widgets ------------------------------------------------------------------
 

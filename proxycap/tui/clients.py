@@ -168,7 +168,8 @@ class ClientsPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("Clients", id="clients-title")
-        yield OptionList(id="clients-list")
+        with Vertical(id="clients-body"):
+            yield OptionList(id="clients-list")
 
     @property
     def options(self) -> OptionList:
@@ -192,7 +193,7 @@ class ClientsPanel(Vertical):
         if rows == self.rows and not force and self.options.option_count:
             return
         options = self.options
-        width = max(10, options.scrollable_content_region.width - 1)
+        width = max(10, options.scrollable_content_region.width)
         total = sum(r.flows for r in rows)
         prompts = {ALL: _prompt(None, total, self.active is None, width)}
         prompts |= {r.ip: _prompt(r, total, r.ip == self.active, width) for r in rows}

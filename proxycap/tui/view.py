@@ -54,6 +54,11 @@ class ViewSpec:
     descending: bool = False
     floor: int = 0
 
+    @property
+    def shows_all(self) -> bool:
+        """No filter and nothing cleared away: the view holds every flow."""
+        return self.client_ip is None and self.text is None and self.expr is None and not self.floor
+
     def query(self, after_seq: int = 0) -> Query:
         return Query(client_ip=self.client_ip, text=self.text, after_seq=max(self.floor, after_seq))
 
