@@ -52,6 +52,7 @@ def under_load(proxy: str, shape: str, seconds: float, out: Path, variants: dict
                extra_env: dict[str, str] | None = None) -> Iterator[tuple[Target, LoadGen]]:
     """An origin and ``proxy`` started, ``shape`` load running through it for ``seconds`` after 1.5 s of warmup
     and start-up; inside the block, measure, then ``wait()`` for the load's result."""
+    out = out.resolve()  # proxies start in it
     out.mkdir(parents=True, exist_ok=True)
     tmux = Tmux(out) if proxy.partition("@")[0] in ("tui", "mitmconsole") else None
     env = Env(out, out / "confdir", Path(), tmux=tmux, variants=variants or {}, extra_env=extra_env or {})

@@ -24,9 +24,8 @@ from typing import Any
 
 from bench import report
 from bench.loadgen import SHAPES, LoadGen, LoadSpec, run_load
-from bench.targets import ALL_PROXIES, Env, RssSampler, Target, Tmux, ensure_ca
+from bench.targets import ALL_PROXIES, ROOT, Env, RssSampler, Target, Tmux, ensure_ca
 
-ROOT = Path(__file__).resolve().parent.parent
 HOSTS = tuple(f"127.0.1.{i}" for i in range(1, 9))  # origin addresses: "hosts" to filter by
 SOURCES = tuple(f"127.0.2.{i}" for i in range(1, 9))  # client addresses: "devices" to filter by
 CHECKPOINTS = (0.25, 0.5, 1.0)
@@ -242,7 +241,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = args.out / time.strftime("run-%Y%m%d-%H%M%S")
+    workdir = args.out.resolve() / time.strftime("run-%Y%m%d-%H%M%S")  # proxies start in it: paths must not be relative
     workdir.mkdir(parents=True, exist_ok=True)
     tmux = None
     try:

@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent  # the checkout
 ALL_PROXIES = ("mitmdump", "record", "tui", "mitmweb", "mitmconsole")
 TERMINAL = (200, 50)  # columns, rows of the terminal the console UIs render into
 START_TIMEOUT = 30.0
@@ -319,8 +320,10 @@ class Target:
         argv = self.argv()
         env = {"PYTHONUNBUFFERED": "1", **self.env.extra_env}
         if self.variant:
+            # Started in the run's folder, not the checkout: ``-m`` puts the working directory ahead of PYTHONPATH,
+            # and the checkout's proxycap/ would shadow the variant's.
             env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(self.env.variants[self.variant]), os.environ.get("PYTHONPATH", "")) if p
+                p for p in (str(self.env.variants[self.variant]), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
             )
         t0 = time.monotonic()
         if self.in_tmux:
@@ -330,7 +333,7 @@ class Target:
             self._log = open(self.env.workdir / f"{self.tag}.out", "wb")  # noqa: SIM115 - closed in stop()
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                env={**os.environ, **env}, start_new_session=True,
+                env={**os.environ, **env}, cwd=self.env.workdir, start_new_session=True,
             )
             self.pid = self.proc.pid
         try:

@@ -50,6 +50,23 @@ def test_bench_quick_run(tmp_path: Path) -> None:
     assert all(r["median_ms"] >= 0 for r in filters["rows"])
 
 
+def test_a_variant_runs_its_own_proxycap_even_from_the_checkout(tmp_path: Path) -> None:
+    """``record@NAME``: an older commit's ``proxycap/`` in DIR is what runs, although the bench runs from the checkout
+    (whose own ``proxycap/`` would come first on ``sys.path`` for a proxy started in it)."""
+    variant = tmp_path / "variant"
+    shutil.copytree(ROOT / "proxycap", variant / "proxycap", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "addons", variant / "proxycap" / "addons", ignore=shutil.ignore_patterns("__pycache__"))
+    with (variant / "proxycap" / "__init__.py").open("a") as f:
+        f.write("\nimport pathlib\npathlib.Path(__file__).with_name('imported').touch()\n")
+    cmd = [sys.executable, "-m", "bench", "--quick", "--scenarios", "throughput", "--proxies", "record@v",
+           "--variant", f"v={variant}", "--shapes", "http-ka-1k", "--requests", "50", "--procs", "1",
+           "--out", str(tmp_path / "out")]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| http-ka-1k | record@v |" in run.stdout
+    assert (variant / "proxycap" / "imported").exists()
+
+
 def test_probe_reports_the_proxy_process(tmp_path: Path) -> None:
     """``bench.probe``: its samples come from proxycap's own process (engine loop lag, GC, CPU per thread)."""
     cmd = [sys.executable, "-m", "bench.probe", "record", "--seconds", "2", "--gc", "700,10,10", "--out", str(tmp_path)]
