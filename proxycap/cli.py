@@ -197,13 +197,16 @@ def cmd_record(args: argparse.Namespace) -> int:
         flush=True,
     )
     done = threading.Event()
+    printing = threading.Thread(target=_print_flows, args=(printer, flow_line, done), daemon=True)
     if printer is not None:
-        threading.Thread(target=_print_flows, args=(printer, flow_line, done), daemon=True).start()
+        printing.start()
     try:
         _wait_for_signal()
     finally:
         written = session.stop()
         done.set()
+        if printing.is_alive():
+            printing.join()  # the flows stopped with are printed too
     print(f"stopped; {written} flows written to {session.store_path}", file=sys.stderr)
     return 0
 
@@ -211,11 +214,14 @@ def cmd_record(args: argparse.Namespace) -> int:
 def _print_flows(sub, line: Callable, done: threading.Event) -> None:
     from proxycap.bus import FlowEvent
 
-    while not done.wait(0.1):
+    while True:
+        stopping = done.wait(0.1)
         for ev in sub.drain():
             if isinstance(ev, FlowEvent) and ev.kind in ("response", "error"):
                 print(line(ev.summary), flush=False)
         sys.stdout.flush()
+        if stopping:
+            return
 
 
 def cmd_flows(args: argparse.Namespace) -> int:
