@@ -25,7 +25,9 @@ class FlowEvent:
 
     kind: EventKind
     flow_id: str
-    summary: dict[str, Any]
+    # None when the event has a state and only the store writer listens (``proxycap record``): it makes the summary
+    # from the state in its child process, off the proxy's thread.
+    summary: dict[str, Any] | None
     # ``flow.get_state()`` at publish time; serialised and compressed by the store writer, off the proxy loop.
     state: dict[str, Any] | None = None
 
@@ -57,15 +59,15 @@ Event = FlowEvent | LogEvent | ClientEvent
 
 
 def state_bytes(event: FlowEvent) -> int:
-    """Roughly what a flow's state holds in memory: its captured bodies (a streamed one is only counted) plus a
-    little for headers and connections."""
-    s = event.summary
-    streamed = s.get("streamed") or ""  # once per flow on the proxy's thread: no generator, no key formatting
+    """Roughly what a flow's state holds in memory: its captured bodies (a streamed one has none) plus a little
+    for headers and connections. Once per flow on the proxy's thread: no generator, no key formatting."""
+    state = event.state or {}
+    request, response = state.get("request"), state.get("response")
     size = 2048
-    if "request" not in streamed:
-        size += s.get("request_size") or 0
-    if "response" not in streamed:
-        size += s.get("response_size") or 0
+    if request and request.get("content"):
+        size += len(request["content"])
+    if response and response.get("content"):
+        size += len(response["content"])
     return size
 
 
@@ -126,26 +128,37 @@ class Bus:
     def __init__(self) -> None:
         self._subs: tuple[Subscription, ...] = ()
         self._lock = threading.Lock()  # guards (un)subscribe only; publish reads an immutable tuple
+        # Whether a subscriber needs flows' summaries here: one without state does (the UI, the record printer).
+        self.wants_summaries = False
 
     def subscribe(self, name: str, limit: int | None = None, with_state: bool = False) -> Subscription:
         """``with_state``: receive flows' full state (bodies). Only the store writer needs it; everyone else gets
         summaries, so a backlog in a slow subscriber never pins bodies in memory."""
         sub = Subscription(self, name, limit, with_state)
         with self._lock:
-            self._subs = (*self._subs, sub)
+            self._set((*self._subs, sub))
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
-            self._subs = tuple(s for s in self._subs if s is not sub)
+            self._set(tuple(s for s in self._subs if s is not sub))
+
+    def _set(self, subs: tuple[Subscription, ...]) -> None:
+        self._subs = subs
+        self.wants_summaries = any(not s.with_state for s in subs)
 
     def backlog(self) -> int:
         """Bytes of flow state published but not stored yet."""
         return max((s.backlog() for s in self._subs if s.with_state), default=0)
 
     def publish(self, event: Event) -> None:
-        light = event
+        light: Event | None = event
         if isinstance(event, FlowEvent) and event.state is not None:
-            light = FlowEvent(event.kind, event.flow_id, event.summary)
+            light = None if event.summary is None else FlowEvent(event.kind, event.flow_id, event.summary)
         for sub in self._subs:
-            sub.put(event if sub.with_state else light)
+            if sub.with_state:
+                sub.put(event)
+            elif light is not None:
+                sub.put(light)
+            else:  # subscribed after the publisher looked: it catches up from the store, as a lagging one does
+                sub.lagged = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from mitmproxy import http
@@ -132,3 +133,22 @@ def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
         "streamed": ",".join(sorted(streamed)) or None,
         "state": state,
     }
+
+
+def summarize_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``summarize`` of a flow's state (``flow.get_state()``), for the store writer's child: there the proxy's
+    thread is not spent on it. Only the messages are rebuilt; the connections, most of what
+    ``HTTPFlow.from_state`` would cost, are read as they are."""
+    ws, error = state.get("websocket"), state.get("error")
+    view = SimpleNamespace(
+        id=state["id"],
+        request=http.Request.from_state(state["request"]),
+        response=http.Response.from_state(state["response"]) if state.get("response") else None,
+        client_conn=SimpleNamespace(**state["client_conn"]),
+        server_conn=SimpleNamespace(**state["server_conn"]),
+        error=SimpleNamespace(**error) if error else None,
+        metadata=state.get("metadata") or {},
+        websocket=SimpleNamespace(**ws) if ws else None,
+        live=False,  # a stored state is the flow as it was published: ended, or with its end in it
+    )
+    return summarize(view)  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from mitmproxy.utils import human
 
 from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent, state_bytes
 from proxycap.store import Store, StoreError
+from proxycap.summary import summarize_state
 from proxycap.writer_child import Trimmer, read_frame, write_frame
 
 logger = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ class StoreWriter:
         for e in events:
             if isinstance(e, FlowEvent) and e.state is not None:
                 flows, size = flows + 1, size + state_bytes(e)
-                e = FlowEvent(e.kind, e.flow_id, e.summary)
+                e = FlowEvent(e.kind, e.flow_id, e.summary or summarize_state(e.state))
             out.append(e)
         if flows:
             if not self._stripped:
@@ -207,27 +208,24 @@ class StoreWriter:
         return out
 
 
-Batch = tuple[list[tuple[dict[str, Any], dict[str, Any] | None]], list[tuple], list[tuple]]
+Batch = tuple[list[tuple[dict[str, Any] | None, dict[str, Any] | None]], list[tuple], list[tuple]]
 
 
 def collapse(events: list[Any]) -> Batch:
-    """Events → what ``Store.write`` takes: each flow's latest summary and state, log rows, client activity."""
-    flows: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+    """Events → what the child stores: each flow's latest summary (None: the child makes it from the state) and
+    state, log rows, and per client IP its new connections as (ip, last connect, count)."""
+    flows: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
     logs: list[tuple] = []
-    clients: dict[str, list[Any]] = {}
+    connects: dict[str, list[Any]] = {}
     for ev in events:
         if isinstance(ev, FlowEvent):
             prev = flows.get(ev.flow_id)
             state = ev.state if ev.state is not None else (prev[1] if prev else None)
             flows[ev.flow_id] = (ev.summary, state)
-            s = ev.summary
-            entry = clients.setdefault(s["client_ip"], [s["client_ip"], s["ts"], None, 0])
-            entry[1] = max(entry[1], s["ts"] or 0)
-            entry[2] = s.get("user_agent") or entry[2]
         elif isinstance(ev, LogEvent):
             logs.append((ev.ts, ev.level, ev.message, ev.client_ip, ev.flow_id))
         elif isinstance(ev, ClientEvent) and ev.connected:
-            entry = clients.setdefault(ev.client_ip, [ev.client_ip, ev.ts, None, 0])
+            entry = connects.setdefault(ev.client_ip, [ev.client_ip, ev.ts, 0])
             entry[1] = max(entry[1], ev.ts)
-            entry[3] += 1
-    return list(flows.values()), logs, [tuple(c) for c in clients.values()]
+            entry[2] += 1
+    return list(flows.values()), logs, [tuple(c) for c in connects.values()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import gc
 import os
 import pickle
 import select
@@ -22,7 +23,9 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
+from proxycap import gcsettle
 from proxycap.store import Store, StoreError
+from proxycap.summary import summarize_state
 
 _HEADER = struct.Struct("!I")
 TRIM_INTERVAL = 5.0  # seconds between handing freed heap back to the OS while flows pass through
@@ -82,13 +85,44 @@ def _report(kind: str, *args: Any) -> None:
 def _merge(batches: list[bytes]) -> tuple[list, list, list]:
     flows: list = []
     logs: list = []
-    clients: list = []
+    connects: list = []
     for payload in batches:
         f, lg, c = pickle.loads(payload)
         flows += f
         logs += lg
-        clients += c
-    return flows, logs, clients
+        connects += c
+    return flows, logs, connects
+
+
+def _summarized(flows: list, failures: list[str]) -> list:
+    """The flows with their summaries: made here from the state where the proxy's thread left them out (only the
+    store listened). A state that cannot be summarised is lost alone."""
+    out = []
+    for summary, state in flows:
+        if summary is None:
+            try:
+                summary = summarize_state(state)
+            except Exception as e:
+                failures.append(f"{type(e).__name__}: {e}")
+                continue
+            os.sched_yield()  # as ``_yielding``: a batch's summaries are milliseconds of CPU
+        out.append((summary, state))
+    return out
+
+
+def _client_activity(flows: list, connects: list) -> list[tuple]:
+    """Per client IP: (ip, last seen, user agent, new connections), from the flows' summaries and the
+    connections opened."""
+    clients: dict[str, list[Any]] = {}
+    for s, _ in flows:
+        entry = clients.setdefault(s["client_ip"], [s["client_ip"], s["ts"], None, 0])
+        entry[1] = max(entry[1], s["ts"] or 0)
+        entry[2] = s.get("user_agent") or entry[2]
+    for ip, ts, n in connects:
+        entry = clients.setdefault(ip, [ip, ts, None, 0])
+        entry[1] = max(entry[1], ts)
+        entry[3] += n
+    return [tuple(c) for c in clients.values()]
 
 
 def _yielding(flows: list) -> Iterator:
@@ -103,13 +137,15 @@ def _yielding(flows: list) -> Iterator:
 def _write(store: Store, batches: list[bytes]) -> None:
     """Write batches in one transaction. Data SQLite cannot take (a failure of the data, not of the store) is
     written item by item, and only what fails alone is reported lost."""
-    flows, logs, clients = _merge(batches)
+    failures: list[str] = []
+    merged, logs, connects = _merge(batches)
+    flows = _summarized(merged, failures)
+    clients = _client_activity(flows, connects)
     try:
         store.write(_yielding(flows), logs, clients)
     except StoreError:
         raise
     except Exception:
-        failures = []
         for item in [*(([f], [], []) for f in flows), ([], logs, clients)]:
             try:
                 store.write(*item)
@@ -117,13 +153,14 @@ def _write(store: Store, batches: list[bytes]) -> None:
                 raise
             except Exception as e:
                 failures.append(f"{type(e).__name__}: {e}")
-        if failures:
-            _report("lost", f"{len(failures)} flows could not be stored ({failures[-1]})")
+    if failures:
+        _report("lost", f"{len(failures)} flows could not be stored ({failures[-1]})")
 
 
 def run(path: str) -> int:
     fd = sys.stdin.fileno()
     store = Store(path)
+    gcsettle.settle()  # what lives until exit (modules, the store) leaves every collection, so one costs little
     pending: collections.deque[bytes] = collections.deque()
     eof = False
     retry_at: float | None = None  # set while the store cannot be written
@@ -156,6 +193,9 @@ def run(path: str) -> int:
                         _report("recovered", f"writing to {store.path} works again")
                     retry_at = None
                     _report("written", len(batches))
+                    # A message rebuilt for its summary is left in a reference cycle that holds its body (mitmproxy's
+                    # type checks keep a caught TypeError's frames): freed now, not when the thresholds say.
+                    gc.collect()
                     trimmer.after(len(batches))
                     continue
             if eof and (not pending or retry_at is not None):

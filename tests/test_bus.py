@@ -30,9 +30,25 @@ def test_the_backlog_counts_bodies_held_not_bodies_streamed_past() -> None:
     bus = Bus()
     writer = bus.subscribe("writer", with_state=True)
     gigabyte = 1 << 30
-    bus.publish(FlowEvent("response", "a", {"response_size": gigabyte, "streamed": "response"}, {}))
+    streamed = {"request": {"content": b""}, "response": {"content": None}}  # passed through, not captured
+    bus.publish(FlowEvent("response", "a", {"response_size": gigabyte, "streamed": "response"}, streamed))
     assert bus.backlog() < 4096
-    bus.publish(FlowEvent("response", "b", {"request_size": 10_000, "response_size": gigabyte,
-                                            "streamed": "response"}, {}))
+    bus.publish(FlowEvent("response", "b", None, {**streamed, "request": {"content": b"x" * 10_000}}))
     assert 10_000 < bus.backlog() < 20_000
     assert len(writer.drain()) == 2
+
+
+def test_summaries_are_wanted_while_a_subscriber_without_state_listens() -> None:
+    """Only then does the proxy's thread make them; a summary-less event never reaches such a subscriber."""
+    bus = Bus()
+    writer = bus.subscribe("writer", with_state=True)
+    assert not bus.wants_summaries
+    ui = bus.subscribe("ui", limit=10)
+    assert bus.wants_summaries
+    bus.publish(FlowEvent("response", "a", None, {}))  # made before the UI subscribed
+    assert ui.drain() == [] and ui.take_lagged()  # it reloads from the store
+    bus.publish(FlowEvent("response", "b", {"n": 1}, {}))
+    assert [e.summary for e in ui.drain()] == [{"n": 1}]
+    ui.close()
+    assert not bus.wants_summaries
+    assert [e.flow_id for e in writer.drain()] == ["a", "b"]

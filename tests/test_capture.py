@@ -224,6 +224,26 @@ def test_a_request_is_announced_on_its_own_only_while_its_response_is_slow(proxy
     assert kinds == {"/slow": ["request", "response"], "/json": ["response"]}
 
 
+def test_with_only_the_store_listening_the_proxy_leaves_summaries_to_the_store(
+    proxy: Proxy, origin: OriginServer
+) -> None:
+    """`proxycap record`: the events carry states and no summaries (the store writer's child makes them); a request
+    announced on its own has no state, so it has its summary. The stored rows are as complete either way."""
+    sub = proxy.session.bus.subscribe("test", with_state=True)  # listens as the store writer does
+    try:
+        with proxy.client() as c:
+            c.get(f"{origin.url}/slow?ms={REQUEST_DELAY * 1000 * 6:.0f}")
+            c.get(f"{origin.url}/json", headers={"user-agent": "tester/1"})
+        [slow, quick] = proxy.wait_flows(2)
+        events = [(ev.kind, ev.summary is None, ev.state is None) for ev in sub.drain() if isinstance(ev, FlowEvent)]
+    finally:
+        sub.close()
+    assert events == [("request", False, True), ("response", True, False), ("response", True, False)]
+    assert (quick["path"], quick["status"], quick["user_agent"], quick["client_ip"]) == ("/json", 200, "tester/1",
+                                                                                         "127.0.0.1")
+    assert slow["state"] == "done" and slow["duration_ms"] >= REQUEST_DELAY * 1000 * 6
+
+
 def _get_quietly(p: Proxy, url: str) -> None:
     with p.client() as c, contextlib.suppress(httpx.HTTPError):
         c.get(url)

@@ -23,7 +23,7 @@ from origins import OriginServer, TestPKI
 from proxycap import writer_child
 from proxycap.bus import Bus, FlowEvent
 from proxycap.store import Store
-from proxycap.summary import summarize
+from proxycap.summary import FIELDS, summarize
 from proxycap.writer import StoreWriter
 
 
@@ -154,6 +154,28 @@ def test_the_child_hands_the_cpu_on_after_each_flow_it_writes(tmp_path: Path, mo
         store.close()
 
 
+def test_the_child_summarises_what_the_proxy_left_unsummarised(tmp_path: Path) -> None:
+    """With only the store listening, events carry no summary: the child makes it from the state, the same as the
+    proxy's thread would have (WebSocket, error, TLS and plain flows); a state it cannot read is lost alone."""
+    flows = [tflow.tflow(resp=True), tflow.twebsocketflow(), tflow.tflow(err=True), tflow.ttcpflow()]
+    flows[0].client_conn.sni, flows[0].client_conn.tls_version = "example.com", "TLSv1.3"
+    flows[0].request.headers["user-agent"] = "curl/8"
+    ip = summarize(flows[0])["client_ip"]
+    batch = ([(None, f.get_state()) for f in flows], [], [(ip, 5.0, 2)])
+    store = Store(tmp_path / "s.db")
+    try:
+        writer_child._write(store, [pickle.dumps(batch)])
+        rows = {r["id"]: r for r in store.iter_rows()}
+        assert set(rows) == {f.id for f in flows[:3]}  # the TCP flow's state has no request: lost alone
+        for f in flows[:3]:
+            f.live = False
+            assert {k: rows[f.id][k] for k in FIELDS} == summarize(f)
+        (client,) = store.clients()
+        assert (client.ip, client.connections, client.user_agent) == (ip, 2, "curl/8")
+    finally:
+        store.close()
+
+
 def test_a_store_failing_for_long_keeps_flows_without_their_bodies(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -165,7 +187,7 @@ def test_a_store_failing_for_long_keeps_flows_without_their_bodies(
     def publish() -> str:
         f = tflow.tflow(resp=True)
         f.response.content = os.urandom(50_000)
-        bus.publish(FlowEvent("response", f.id, summarize(f), f.get_state()))
+        bus.publish(FlowEvent("response", f.id, None, f.get_state()))  # as from `proxycap record`: no summary yet
         return f.id
 
     first = publish()
