@@ -1,10 +1,11 @@
 """The store writer's child process: ``python -m proxycap.writer_child STORE``.
 
-Serialising flows (tnetstring), compressing them (zstd) and SQLite cost about as much CPU per flow as
-mitmproxy itself; in the proxy's process they would share its GIL and cut its throughput (bench/RESULTS.md).
-Here they run on an interpreter of their own. The parent sends pickled batches (``writer.collapse`` output) on
-stdin and reads one-line reports on stdout, both as length-prefixed frames. A batch that cannot be written is
-kept and retried; at the end of input whatever is still unwritten is reported as lost.
+Serialising flows (tnetstring), compressing them (zstd) and SQLite cost about as much CPU per flow as mitmproxy
+itself; in the proxy's process they would share its GIL and cut its throughput (bench/RESULTS.md). Here they run on
+an interpreter of their own, and so does making flows' summaries while only the store listens. The parent sends
+pickled batches (``writer.collapse`` output) on stdin and reads one-line reports on stdout, both as length-prefixed
+frames. A batch that cannot be written is kept and retried; at the end of input whatever is still unwritten is
+reported as lost.
 """
 
 from __future__ import annotations
