@@ -181,7 +181,7 @@ class Recorder:
 
     def websocket_end(self, f: http.HTTPFlow) -> Awaitable[None] | None:
         self._ws_snapshot.pop(f.id, None)
-        return self._publish("websocket", f)
+        return self._publish("websocket_end", f)
 
     # --- connections ----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import dataclasses
 import threading
 from typing import Any, Literal
 
-EventKind = Literal["request", "response", "error", "websocket", "log", "client"]
+EventKind = Literal["request", "response", "error", "websocket", "websocket_end", "log", "client"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -25,8 +25,8 @@ class FlowEvent:
 
     kind: EventKind
     flow_id: str
-    # None when the event has a state and only the store writer listens (``proxycap record``): it makes the summary
-    # from the state in its child process, off the proxy's thread.
+    # None when the event has a state and no subscriber reads summaries (``proxycap record -q``, the TUI): the store
+    # writer's child makes it from the state, off the proxy's thread.
     summary: dict[str, Any] | None
     # ``flow.get_state()`` at publish time; serialised and compressed by the store writer, off the proxy loop.
     state: dict[str, Any] | None = None
@@ -74,11 +74,12 @@ def state_bytes(event: FlowEvent) -> int:
 class Subscription:
     """A subscriber's queue. ``limit=None`` means it must see every event (the store writer)."""
 
-    def __init__(self, bus: Bus, name: str, limit: int | None, with_state: bool) -> None:
+    def __init__(self, bus: Bus, name: str, limit: int | None, with_state: bool, summaries: bool) -> None:
         self.bus = bus
         self.name = name
         self.limit = limit
         self.with_state = with_state
+        self.summaries = summaries and not with_state
         self.queue: collections.deque[Event] = collections.deque()
         self.lagged = False
         # Bytes of flow state received (written by the publisher alone: no lock) and stored or given up (the
@@ -128,13 +129,16 @@ class Bus:
     def __init__(self) -> None:
         self._subs: tuple[Subscription, ...] = ()
         self._lock = threading.Lock()  # guards (un)subscribe only; publish reads an immutable tuple
-        # Whether a subscriber needs flows' summaries here: one without state does (the UI, the record printer).
+        # Whether a subscriber reads flows' summaries here (the record printer): then the proxy's thread makes them.
         self.wants_summaries = False
 
-    def subscribe(self, name: str, limit: int | None = None, with_state: bool = False) -> Subscription:
+    def subscribe(
+        self, name: str, limit: int | None = None, with_state: bool = False, summaries: bool = True
+    ) -> Subscription:
         """``with_state``: receive flows' full state (bodies). Only the store writer needs it; everyone else gets
-        summaries, so a backlog in a slow subscriber never pins bodies in memory."""
-        sub = Subscription(self, name, limit, with_state)
+        summaries, so a backlog in a slow subscriber never pins bodies in memory. ``summaries=False``: only which
+        flow changed and how (``kind``), for a subscriber that reads the rest from the store (the UI)."""
+        sub = Subscription(self, name, limit, with_state, summaries)
         with self._lock:
             self._set((*self._subs, sub))
         return sub
@@ -145,7 +149,7 @@ class Bus:
 
     def _set(self, subs: tuple[Subscription, ...]) -> None:
         self._subs = subs
-        self.wants_summaries = any(not s.with_state for s in subs)
+        self.wants_summaries = any(s.summaries for s in subs)
 
     def backlog(self) -> int:
         """Bytes of flow state published but not stored yet."""
@@ -153,11 +157,15 @@ class Bus:
 
     def publish(self, event: Event) -> None:
         light: Event | None = event
+        bare = event
         if isinstance(event, FlowEvent) and event.state is not None:
             light = None if event.summary is None else FlowEvent(event.kind, event.flow_id, event.summary)
+            bare = FlowEvent(event.kind, event.flow_id, None)
         for sub in self._subs:
             if sub.with_state:
                 sub.put(event)
+            elif not sub.summaries:
+                sub.put(bare)
             elif light is not None:
                 sub.put(light)
             else:  # subscribed after the publisher looked: it catches up from the store, as a lagging one does

@@ -434,6 +434,11 @@ class Store:
         rows = self._read("SELECT seq FROM flows WHERE id = ?", (flow_id,))
         return rows[0][0] if rows else None
 
+    def https_answered(self) -> bool:
+        """Whether some HTTPS flow got a response: then a device trusts proxycap's CA (the UI's hint goes away)."""
+        sql = "SELECT 1 FROM flows WHERE scheme = 'https' AND status IS NOT NULL AND error IS NULL LIMIT 1"
+        return bool(self._read(sql))
+
     def clients(self) -> list[ClientStats]:
         rows = self._read(
             "SELECT f.client_ip, c.label, c.user_agent, f.n, f.bytes, f.errors, "

@@ -1,4 +1,5 @@
-"""The bus: every event reaches the store writer; other subscribers get summaries and bounded queues."""
+"""The bus: every event reaches the store writer; other subscribers get summaries (or only flow ids) and bounded
+queues."""
 
 from __future__ import annotations
 
@@ -38,17 +39,22 @@ def test_the_backlog_counts_bodies_held_not_bodies_streamed_past() -> None:
     assert len(writer.drain()) == 2
 
 
-def test_summaries_are_wanted_while_a_subscriber_without_state_listens() -> None:
+def test_summaries_are_wanted_while_a_subscriber_reading_them_listens() -> None:
     """Only then does the proxy's thread make them; a summary-less event never reaches such a subscriber."""
     bus = Bus()
     writer = bus.subscribe("writer", with_state=True)
+    ui = bus.subscribe("ui", limit=10, summaries=False)  # it reads rows from the store
     assert not bus.wants_summaries
-    ui = bus.subscribe("ui", limit=10)
+    printer = bus.subscribe("printer", limit=10)
     assert bus.wants_summaries
-    bus.publish(FlowEvent("response", "a", None, {}))  # made before the UI subscribed
-    assert ui.drain() == [] and ui.take_lagged()  # it reloads from the store
+    bus.publish(FlowEvent("response", "a", None, {"response": {"content": b"x"}}))  # made before the printer came
+    assert printer.drain() == [] and printer.take_lagged()  # it reloads from the store
     bus.publish(FlowEvent("response", "b", {"n": 1}, {}))
-    assert [e.summary for e in ui.drain()] == [{"n": 1}]
-    ui.close()
+    assert [e.summary for e in printer.drain()] == [{"n": 1}]
+    assert [(e.kind, e.flow_id, e.summary, e.state) for e in ui.drain()] == [
+        ("response", "a", None, None),
+        ("response", "b", None, None),
+    ]
+    printer.close()
     assert not bus.wants_summaries
     assert [e.flow_id for e in writer.drain()] == ["a", "b"]

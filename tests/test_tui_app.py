@@ -202,6 +202,22 @@ async def test_expression_view_takes_new_flows_live(proxy: Proxy, origin: Origin
         assert [r["status"] for r in listed(app)] == [404, 404]
 
 
+async def test_rows_follow_their_flows_from_the_store_and_https_ends_the_ca_hint(
+    proxy: Proxy, origin: OriginServer, tls_origin: OriginServer
+) -> None:
+    """The UI's events say only which flow changed: a row listed in flight is fetched again once it is done."""
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        with proxy.client() as c:
+            slow = asyncio.create_task(fetch(c, f"{origin.url}/slow?ms=1500"))
+            await until(pilot, lambda: len(app.view) == 1 and listed(app)[0]["state"] == "live", what="in flight")
+            await slow
+            await until(pilot, lambda: listed(app)[0]["state"] == "done", what="done")
+            assert listed(app)[0]["status"] == 200 and app.status.ca_hint
+            await fetch(c, f"{tls_origin.url}/json")
+        await until(pilot, lambda: "trust the CA" not in str(app.status_bar.content), what="the CA hint gone")
+
+
 async def test_inspector_shows_pretty_json(proxy: Proxy, origin: OriginServer) -> None:
     app = ProxycapApp(proxy.store_path, proxy.session)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -277,7 +293,7 @@ async def test_new_client_counts_wait_for_the_tick_that_draws_the_new_flows(tmp_
         await until(pilot, lambda: len(app.clients.rows) == 3)
         app._tick_timer.stop()  # this test ticks by hand
         newer = [dataclasses.replace(row, flows=row.flows + 1) for row in app.clients.rows]
-        app._show_clients(newer)
+        app._show_clients(newer, trusted=False)
         await pilot.pause(0.2)
         assert app.clients.rows != newer
         app._tick()

@@ -148,16 +148,25 @@ def test_new_rows_are_discovered_past_last_seq(store: Store) -> None:
     assert discover_sql(store, view.spec, view.last_seq) is None  # nothing new: no query beyond max(seq)
 
 
-def test_events_update_cached_rows_and_wait_for_uncached_ones(store: Store) -> None:
+def test_events_make_cached_rows_stale_until_the_store_has_had_time_to_write_them(store: Store) -> None:
+    """Events say only which flow changed: its row is fetched again at each tick for ``WRITE_LAG`` seconds, so a
+    fetch that raced the store writer (the event came first) shows the change once the writer has written it."""
     view = loaded(store, ViewSpec())
-    first = view.row(0)
-    last_row = store.rows([view.seq_at(len(view) - 1)])[view.seq_at(len(view) - 1)]
-    seq = first["seq"]
-    changed = view.apply_events([FlowEvent("response", first["id"], {**summarize(flows()[0]), "status": 418})])
-    assert changed == {seq} and view.row(0)["status"] == 418
-    view.invalidate()
-    view.apply_events([FlowEvent("response", last_row["id"], {**last_row, "status": 299})])
-    assert view.row(len(view) - 1)["status"] == 299  # a fetch that raced the writer still shows the event
+    first, seq = view.row(0), view.seq_at(0)
+    assert view.apply_events([FlowEvent("response", first["id"], None)], now=100.0) == {seq}
+    assert view.apply_events([FlowEvent("response", "not-cached", None)], now=100.0) == set()
+    assert view.stale(100.0) == {seq} and view.cached(seq) is None
+    assert view.row(0)["status"] == first["status"]  # fetched before the writer wrote the change
+    store.write([({**first, "status": 418}, None)])
+    assert view.stale(100.0 + view_module.WRITE_LAG) == {seq}
+    assert view.row(0)["status"] == 418
+    assert view.stale(100.1 + view_module.WRITE_LAG) == set() and view.cached(seq) is not None
+
+    view.apply_events([FlowEvent("response", first["id"], None)], now=200.0)
+    view.frozen = True  # paused: the screen holds still
+    assert view.stale(200.0) == set() and view.cached(seq) is not None
+    view.thaw()
+    assert view.cached(seq) is None
 
 
 def test_expression_scan_and_live_flows_rechecked(store: Store) -> None:
@@ -175,7 +184,9 @@ def test_expression_scan_and_live_flows_rechecked(store: Store) -> None:
     view.begin(spec)
     for b in batches:
         view.apply(b)
-    view.apply_events([FlowEvent("response", live_id, summarize(done))])
+    view.apply_events([FlowEvent("websocket", live_id, None)], now=0.0)
+    assert view.recheck == set()  # still live
+    view.apply_events([FlowEvent("response", live_id, None)], now=0.0)
     assert view.recheck == {live_id}
     for b in scanned(store, spec, view.last_seq, tuple(view.recheck)):
         view.apply(b)

@@ -123,7 +123,8 @@ class ProxycapApp(App[int]):
         self.store_path = Path(store_path)
         self.store = Store(self.store_path, readonly=self.readonly)  # UI thread: small indexed reads
         self.worker_store = Store(self.store_path, readonly=self.readonly)  # workers: scans, bodies, writes
-        self.sub = session.bus.subscribe("tui", limit=BUS_LIMIT) if session else None
+        # Which flows changed, not how: rows come from the store, so the proxy's thread makes no summaries for the UI.
+        self.sub = session.bus.subscribe("tui", limit=BUS_LIMIT, summaries=False) if session else None
         self.view = FlowView(self.store)
         self._clients_toggled = False  # once the user toggles the clients panel, resizing no longer decides
         self._closing = False
@@ -319,19 +320,16 @@ class ProxycapApp(App[int]):
             if isinstance(ev, FlowEvent):
                 flow_events.append(ev)
                 requests += ev.kind in ("response", "error")  # once per flow: only slow ones announce their request
-                s = ev.summary
-                if self.status.ca_hint and s["scheme"] == "https" and s["status"] is not None and not s["error"]:
-                    self.status.ca_hint = False
             elif isinstance(ev, LogEvent):
                 logs.append((ev.ts, ev.level, ev.message, ev.client_ip, ev.flow_id))
             elif isinstance(ev, ClientEvent):
                 self._clients_dirty = True
         if flow_events:
             self._clients_dirty = True
-            changed = self.view.apply_events(flow_events)
-            self.flows.forget(changed)
-            if self.inspector.seq in changed and self._inspect_due is None:
+            if self.inspector.seq in self.view.apply_events(flow_events, now) and self._inspect_due is None:
                 self._inspect_due = now + INSPECT_DELAY
+        if stale := self.view.stale(now):
+            self.flows.forget(stale)
         self._rate.append((now, requests))
         while self._rate and self._rate[0][0] < now - RATE_WINDOW:
             self._rate.popleft()
@@ -366,13 +364,15 @@ class ProxycapApp(App[int]):
     def _load_clients(self, include: str | None) -> None:
         start = time.monotonic()
         rows = client_rows(self.worker_store, self.resolver, include)
+        trusted = self.status.ca_hint and self.worker_store.https_answered()
         self._clients_at, self._clients_cost = start, time.monotonic() - start
-        self.call_from_thread(self._show_clients, rows)
+        self.call_from_thread(self._show_clients, rows, trusted)
 
-    def _show_clients(self, rows: list[ClientRow]) -> None:
+    def _show_clients(self, rows: list[ClientRow], trusted: bool) -> None:
         """Shown by the next tick, in the frame that shows the new flows: a frame of its own would redraw the whole
         screen (Textual redraws the box around everything that changed, here the panel and the status bar)."""
         self._clients_rows = rows
+        self.status.ca_hint = self.status.ca_hint and not trusted
 
     # --- messages from widgets ------------------------------------------------------------------
 

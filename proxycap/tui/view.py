@@ -3,8 +3,8 @@
 A view is an array of row ids (``seq``) in ascending sort order; descending just reads it backwards, so
 flipping the direction costs nothing. Rows are fetched from the store only for the window on screen and
 kept in an LRU cache. Live updates never rescan: new flows are the store's rows past ``last_seq`` that
-match the view, and changes to known rows come from bus events. Pure logic (no Textual), so it is testable
-against a real store without a UI.
+match the view, and a bus event (which says only which flow changed) makes its cached row be fetched again.
+Pure logic (no Textual), so it is testable against a real store without a UI.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ SORT_COLUMNS: tuple[str, ...] = (
 # A filter without these characters is plain text, answered by SQL; anything else is a mitmproxy expression.
 EXPRESSION_CHARS = frozenset("~!&|(")
 PREVIEW_WINDOW = 5000  # flows either side of the selected one where a text filter's first screenful is looked for
+# The store writer gets the UI's events at the same time and commits them within ~0.1 s (longer while it is behind):
+# a changed flow's cached row is fetched again at every tick for this long, so a fetch that raced the writer heals.
+WRITE_LAG = 2.0
+FINISHING = frozenset({"response", "error", "websocket_end"})  # event kinds after which a flow is no longer live
 
 Row = dict[str, Any]
 
@@ -249,14 +253,14 @@ def resort(store: Store, spec: ViewSpec, members: Iterable[int]) -> list[int]:
 class FlowView:
     """The current view's row ids, its row cache, and the bookkeeping that keeps both live."""
 
-    def __init__(self, store: Store, cache_size: int = 5000, pending_size: int = 20_000) -> None:
+    def __init__(self, store: Store, cache_size: int = 5000, finished_size: int = 20_000) -> None:
         self.store = store
         self.spec = ViewSpec()
         self.generation = 0  # bumped on every spec change; results of older workers are dropped
         self.loading = True  # the current generation's first load has not arrived yet
         self.last_seq = 0  # every row up to here has been considered for this view
         self.unsorted = False  # rows were appended out of order (non-seq sort) and need a resort
-        self.frozen = False  # display paused: updates wait in ``pending``
+        self.frozen = False  # display paused: cached rows stay as they are
         self.undecided: set[str] = set()  # live flows an expression did not match yet
         self.recheck: set[str] = set()  # ... and that have finished since: scan them again
         # Flows seen finishing on the bus. A scan can race the bus (the finish arrives while the scan runs) and the
@@ -266,9 +270,10 @@ class FlowView:
         self._seqs: list[int] | range = []
         self._cache: collections.OrderedDict[int, Row] = collections.OrderedDict()
         self._ids: dict[str, int] = {}
-        self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        # Flows changed on the bus in the last ``WRITE_LAG`` seconds → when, oldest first.
+        self._touched: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._cache_size = cache_size
-        self._pending_size = pending_size
+        self._finished_size = finished_size
 
     # --- the index ------------------------------------------------------------------------------
 
@@ -395,45 +400,50 @@ class FlowView:
         if not missing:
             return
         for seq, row in self.store.rows(missing).items():
-            if (newer := self._pending.pop(row["id"], None)) is not None:
-                row.update(newer)
             self._cache[seq] = row
             self._ids[row["id"]] = seq
         while len(self._cache) > self._cache_size:
             _, old = self._cache.popitem(last=False)
             self._ids.pop(old["id"], None)
 
-    def apply_events(self, events: Iterable[FlowEvent]) -> set[int]:
-        """Fold flow events into cached rows; returns the row ids that changed (to repaint)."""
-        latest: dict[str, dict[str, Any]] = {}
+    def apply_events(self, events: Iterable[FlowEvent], now: float) -> set[int]:
+        """Note which flows changed (their rows go ``stale``); returns the row ids of those cached."""
+        touched = self._touched
+        rows: set[int] = set()
         for ev in events:
-            latest[ev.flow_id] = ev.summary
-        changed: set[int] = set()
-        for flow_id, summary in latest.items():
-            seq = None if self.frozen else self._ids.get(flow_id)
-            if seq is not None:
-                self._cache[seq].update(summary)
-                changed.add(seq)
-            else:
-                # Not on screen (or paused): remember it, so a fetch racing the store writer stays current.
-                self._pending[flow_id] = summary
-                self._pending.move_to_end(flow_id)
-                if len(self._pending) > self._pending_size:
-                    self._pending.popitem(last=False)
-            if summary.get("state") != "live":
+            flow_id = ev.flow_id
+            touched[flow_id] = now
+            touched.move_to_end(flow_id)
+            if (seq := self._ids.get(flow_id)) is not None:
+                rows.add(seq)
+            if ev.kind in FINISHING:
                 self._finished[flow_id] = None
-                if len(self._finished) > self._pending_size:
+                if len(self._finished) > self._finished_size:
                     self._finished.popitem(last=False)
                 if flow_id in self.undecided:
                     self.undecided.discard(flow_id)
                     self.recheck.add(flow_id)
-        return changed
+        return rows
+
+    def stale(self, now: float) -> set[int]:
+        """Drop the cached rows of flows changed in the last ``WRITE_LAG`` seconds: the store may have written the
+        change only after they were fetched. Returns their row ids (none while paused: the screen holds still)."""
+        touched = self._touched
+        while touched and next(iter(touched.values())) < now - WRITE_LAG:
+            touched.popitem(last=False)
+        if self.frozen:
+            return set()
+        dropped: set[int] = set()
+        for flow_id in touched:
+            if (seq := self._ids.pop(flow_id, None)) is not None:
+                del self._cache[seq]
+                dropped.add(seq)
+        return dropped
 
     def thaw(self) -> None:
-        """Resume after a pause: apply what waited for rows that are cached."""
+        """Resume after a pause: rows cached meanwhile may be out of date."""
         self.frozen = False
-        for flow_id in [f for f in self._pending if f in self._ids]:
-            self._cache[self._ids[flow_id]].update(self._pending.pop(flow_id))
+        self.invalidate()
 
     def set_marked(self, seqs: Iterable[int], marked: bool) -> None:
         for s in seqs:
@@ -444,4 +454,3 @@ class FlowView:
         """Forget every cached row (after missing events): they are fetched again when shown."""
         self._cache.clear()
         self._ids.clear()
-        self._pending.clear()
