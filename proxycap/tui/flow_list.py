@@ -26,6 +26,7 @@ from proxycap.tui.scrolling import QuickScrollBars, plain_box, set_virtual_size
 from proxycap.tui.view import Change, FlowView, Row
 
 MARK = "●"
+FEW_LINES = 4  # changed rows repainted line by line; more repaint the list (cheaper for Textual than many regions)
 
 
 def short_type(content_type: str | None) -> str:
@@ -237,11 +238,13 @@ class FlowList(QuickScrollBars, ScrollView, can_focus=True):
         for seq in seqs:
             self._strips.pop((seq, False), None)
             self._strips.pop((seq, True), None)
-        top = self.scroll_offset.y
-        for y in range(self.body_height):
-            index = top + y
-            if index < len(self.view) and self.view.seq_at(index) in seqs:
-                self.refresh_line(index + 1)
+        top, end = self.scroll_offset.y, min(len(self.view), self.scroll_offset.y + self.body_height)
+        lines = [index + 1 for index in range(top, end) if self.view.seq_at(index) in seqs]
+        if len(lines) > FEW_LINES:  # under load most rows on screen changed: one region, not one per line
+            self.refresh()
+            return
+        for line in lines:
+            self.refresh_line(line)
 
     # --- cursor ---------------------------------------------------------------------------------
 

@@ -40,9 +40,11 @@ SORT_COLUMNS: tuple[str, ...] = (
 EXPRESSION_CHARS = frozenset("~!&|(")
 PREVIEW_WINDOW = 5000  # flows either side of the selected one where a text filter's first screenful is looked for
 # The store writer gets the UI's events at the same time and commits them within ~0.1 s (longer while it is behind):
-# a changed flow's cached row is fetched again at every tick for this long, so a fetch that raced the writer heals.
+# a row fetched this soon after its flow changed is fetched again at the next tick, so a fetch that raced the writer
+# heals.
 WRITE_LAG = 2.0
 FINISHING = frozenset({"response", "error", "websocket_end"})  # event kinds after which a flow is no longer live
+FINISHED_SPAN = 60.0  # how long a finish is remembered for scans that read the flow before the store had it
 
 Row = dict[str, Any]
 
@@ -250,10 +252,30 @@ def resort(store: Store, spec: ViewSpec, members: Iterable[int]) -> list[int]:
     return [s for s in store.seqs(spec.query(), spec.order) if s in keep]
 
 
+class RecentIds:
+    """Flow ids seen in the last ``span`` seconds, one set per tick: under load the UI sees ~1,000 flows a second,
+    and adding or forgetting a tick's worth is one set operation, not one per flow."""
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self._ticks: collections.deque[tuple[float, set[str]]] = collections.deque()
+
+    def add(self, now: float, ids: set[str]) -> None:
+        if ids:
+            self._ticks.append((now, ids))
+
+    def expire(self, now: float) -> None:
+        while self._ticks and self._ticks[0][0] < now - self.span:
+            self._ticks.popleft()
+
+    def __contains__(self, flow_id: object) -> bool:
+        return any(flow_id in ids for _, ids in self._ticks)
+
+
 class FlowView:
     """The current view's row ids, its row cache, and the bookkeeping that keeps both live."""
 
-    def __init__(self, store: Store, cache_size: int = 5000, finished_size: int = 20_000) -> None:
+    def __init__(self, store: Store, cache_size: int = 5000) -> None:
         self.store = store
         self.spec = ViewSpec()
         self.generation = 0  # bumped on every spec change; results of older workers are dropped
@@ -265,15 +287,14 @@ class FlowView:
         self.recheck: set[str] = set()  # ... and that have finished since: scan them again
         # Flows seen finishing on the bus. A scan can race the bus (the finish arrives while the scan runs) and the
         # store writer (the scan still reads the live state): an undecided flow in here is rechecked, not parked.
-        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._finished = RecentIds(FINISHED_SPAN)
         # Every flow of a store without gaps is a range: O(1) to clear a filter, and no memory for 100k+ ids.
         self._seqs: list[int] | range = []
         self._cache: collections.OrderedDict[int, Row] = collections.OrderedDict()
         self._ids: dict[str, int] = {}
-        # Flows changed on the bus in the last ``WRITE_LAG`` seconds → when, oldest first.
-        self._touched: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._touched = RecentIds(WRITE_LAG)  # flows changed on the bus lately: the store may not have it yet
+        self._suspect: set[str] = set()  # flows whose cached rows may be older than the store's
         self._cache_size = cache_size
-        self._finished_size = finished_size
 
     # --- the index ------------------------------------------------------------------------------
 
@@ -402,42 +423,38 @@ class FlowView:
         for seq, row in self.store.rows(missing).items():
             self._cache[seq] = row
             self._ids[row["id"]] = seq
+            if row["id"] in self._touched:
+                self._suspect.add(row["id"])
         while len(self._cache) > self._cache_size:
             _, old = self._cache.popitem(last=False)
             self._ids.pop(old["id"], None)
 
     def apply_events(self, events: Iterable[FlowEvent], now: float) -> set[int]:
-        """Note which flows changed (their rows go ``stale``); returns the row ids of those cached."""
-        touched = self._touched
-        rows: set[int] = set()
-        for ev in events:
-            flow_id = ev.flow_id
-            touched[flow_id] = now
-            touched.move_to_end(flow_id)
-            if (seq := self._ids.get(flow_id)) is not None:
-                rows.add(seq)
-            if ev.kind in FINISHING:
-                self._finished[flow_id] = None
-                if len(self._finished) > self._finished_size:
-                    self._finished.popitem(last=False)
-                if flow_id in self.undecided:
-                    self.undecided.discard(flow_id)
-                    self.recheck.add(flow_id)
-        return rows
+        """Note which flows changed (their cached rows go ``stale``); returns the row ids of those cached."""
+        ids = {ev.flow_id for ev in events}
+        finished = {ev.flow_id for ev in events if ev.kind in FINISHING}
+        self._touched.add(now, ids)
+        self._finished.add(now, finished)
+        if moved := self.undecided & finished:
+            self.undecided -= moved
+            self.recheck |= moved
+        cached = ids & self._ids.keys()
+        self._suspect |= cached
+        return {self._ids[flow_id] for flow_id in cached}
 
     def stale(self, now: float) -> set[int]:
-        """Drop the cached rows of flows changed in the last ``WRITE_LAG`` seconds: the store may have written the
-        change only after they were fetched. Returns their row ids (none while paused: the screen holds still)."""
-        touched = self._touched
-        while touched and next(iter(touched.values())) < now - WRITE_LAG:
-            touched.popitem(last=False)
+        """Drop the cached rows that may be older than the store: fetched before their flow's last change or too
+        soon after it. Returns their row ids (none while paused: the screen holds still)."""
+        self._touched.expire(now)
+        self._finished.expire(now)
         if self.frozen:
             return set()
         dropped: set[int] = set()
-        for flow_id in touched:
+        for flow_id in self._suspect:
             if (seq := self._ids.pop(flow_id, None)) is not None:
                 del self._cache[seq]
                 dropped.add(seq)
+        self._suspect.clear()
         return dropped
 
     def thaw(self) -> None:
@@ -454,3 +471,4 @@ class FlowView:
         """Forget every cached row (after missing events): they are fetched again when shown."""
         self._cache.clear()
         self._ids.clear()
+        self._suspect.clear()
