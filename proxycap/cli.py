@@ -184,12 +184,13 @@ def _wait_for_signal() -> None:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from proxycap.fmt import flow_line
-    from proxycap.session import CaptureSession
+    from proxycap.session import SWITCH_INTERVAL, CaptureSession
 
     session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
     printer = None if args.quiet else session.bus.subscribe("record-printer", limit=100_000)
     session.start()
     gcsettle.settle()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     addrs = ", ".join(f"{h}:{p}" for h, p in session.engine.listen_addrs)
     print(
         f"proxycap {__version__} listening on {addrs}, recording to {session.store_path}",
@@ -197,15 +198,16 @@ def cmd_record(args: argparse.Namespace) -> int:
         flush=True,
     )
     done = threading.Event()
-    printing = threading.Thread(target=_print_flows, args=(printer, flow_line, done), daemon=True)
+    printing = None
     if printer is not None:
+        printing = threading.Thread(target=_print_flows, args=(printer, flow_line, done), daemon=True)
         printing.start()
     try:
         _wait_for_signal()
     finally:
         written = session.stop()
         done.set()
-        if printing.is_alive():
+        if printing is not None:
             printing.join()  # the flows stopped with are printed too
     print(f"stopped; {written} flows written to {session.store_path}", file=sys.stderr)
     return 0

@@ -15,6 +15,11 @@ from proxycap.logs import setup_logging
 from proxycap.store import Query, Store
 from proxycap.writer import StoreWriter
 
+# The proxy's thread shares the GIL with the store writer's threads, and after each of its I/O waits it may wait out
+# CPython's switch interval (5 ms) while one of them runs a batch. 0.5 ms lets it in sooner: `record`'s p99 -10-15 %
+# (bench/RESULTS.md). The TUI sets its own (tui/switching.py): this one while it only follows the traffic.
+SWITCH_INTERVAL = 0.0005
+
 
 class CaptureSession:
     def __init__(self, config: EngineConfig, store_path: Path, log_file: Path | None) -> None:

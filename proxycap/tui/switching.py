@@ -11,7 +11,9 @@ from __future__ import annotations
 import sys
 import time
 
-LIVE = 0.0005  # seconds: the switch interval while the UI only follows the traffic
+from proxycap.session import SWITCH_INTERVAL
+
+LIVE = SWITCH_INTERVAL  # seconds: the switch interval while the UI only follows the traffic
 QUIET = 0.5  # seconds without input before it counts as only following
 DEFAULT = sys.getswitchinterval()
 
