@@ -13,7 +13,7 @@ import bisect
 import collections
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from mitmproxy import flowfilter, http
@@ -44,7 +44,7 @@ PREVIEW_WINDOW = 5000  # flows either side of the selected one where a text filt
 # heals.
 WRITE_LAG = 2.0
 FINISHING = frozenset({"response", "error", "websocket_end"})  # event kinds after which a flow is no longer live
-FINISHED_SPAN = 60.0  # how long a finish is remembered for scans that read the flow before the store had it
+FINISHED_SPAN = 30.0  # how long a finish is remembered for scans that read the flow before the store had it
 
 Row = dict[str, Any]
 
@@ -429,7 +429,7 @@ class FlowView:
             _, old = self._cache.popitem(last=False)
             self._ids.pop(old["id"], None)
 
-    def apply_events(self, events: Iterable[FlowEvent], now: float) -> set[int]:
+    def apply_events(self, events: Collection[FlowEvent], now: float) -> set[int]:
         """Note which flows changed (their cached rows go ``stale``); returns the row ids of those cached."""
         ids = {ev.flow_id for ev in events}
         finished = {ev.flow_id for ev in events if ev.kind in FINISHING}
