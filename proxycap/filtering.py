@@ -12,6 +12,8 @@ from mitmproxy import flowfilter
 from proxycap.sqlfilter import answerable, to_sql
 from proxycap.store import Query, Store
 
+DANGLING = ("&", "|", "!")
+
 
 class FilterError(ValueError):
     """A bad filter expression; the message is one line meant for the user."""
@@ -21,8 +23,12 @@ class FilterError(ValueError):
 def compile_filter(expr: str) -> flowfilter.TFilter:
     """Parse a mitmproxy filter expression (``~d example.com & ~c 500``); bare words match the URL.
 
-    Cached: a live view re-evaluates its expression several times a second, and pyparsing is slow.
+    Cached: a live view re-evaluates its expression several times a second, and pyparsing is slow. An operator
+    at the end is refused: mitmproxy would read it as a word to find in the URL (``~c 401 |`` is "~c 401 and the URL
+    has a |"), an empty list to someone still typing.
     """
+    if expr.rstrip().endswith(DANGLING):
+        raise FilterError(f"incomplete filter expression {expr!r}: it ends with {expr.rstrip()[-1]!r}")
     try:
         return flowfilter.parse(expr)
     except ValueError as e:

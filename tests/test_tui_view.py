@@ -54,6 +54,9 @@ def test_filter_text_is_sql_and_expressions_are_checked() -> None:
     assert ViewSpec(text="x").with_filter("") == ViewSpec()
     with pytest.raises(FilterError):
         ViewSpec().with_filter("~c 404 & (")
+    for dangling in ("~c 401 |", "~c 401 & ", "~d example.com & !"):
+        with pytest.raises(FilterError, match="incomplete filter expression"):
+            ViewSpec().with_filter(dangling)
 
 
 def test_sql_view_order_direction_and_client(store: Store) -> None:
