@@ -157,14 +157,15 @@ class Bus:
 
     def publish(self, event: Event) -> None:
         light: Event | None = event
-        bare = event
+        bare: Event | None = event
         if isinstance(event, FlowEvent) and event.state is not None:
             light = None if event.summary is None else FlowEvent(event.kind, event.flow_id, event.summary)
-            bare = FlowEvent(event.kind, event.flow_id, None)
+            bare = None  # made below if a subscriber takes it: per flow on the proxy's thread, and `record -q` has none
         for sub in self._subs:
             if sub.with_state:
                 sub.put(event)
             elif not sub.summaries:
+                bare = bare or FlowEvent(event.kind, event.flow_id, None)  # type: ignore[union-attr]  # a FlowEvent
                 sub.put(bare)
             elif light is not None:
                 sub.put(light)
