@@ -19,12 +19,12 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, options
 from mitmproxy.addons import default_addons
-from mitmproxy.master import Master
 
 from proxycap.addons.access import Access
 from proxycap.addons.recorder import Recorder
 from proxycap.bus import Bus
 from proxycap.ca import CAError, ensure_ca
+from proxycap.dispatch import QuickMaster
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Engine:
         self.config = config
         self.bus = bus
         self.recorder = Recorder(bus)
-        self.master: Master | None = None
+        self.master: QuickMaster | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -164,7 +164,7 @@ class Engine:
             self._started(EngineError(str(e)))
             return
         opts = options.Options()
-        master = Master(opts)
+        master = QuickMaster(opts)
         try:
             master.addons.add(*default_addons())
             master.addons.add(self.recorder, Access(), _Ready(self))

@@ -402,3 +402,45 @@ def test_keepalive_connection_is_stored_once(proxy: Proxy, tls_origin: OriginSer
     assert [f.response.status_code for f in flows] == [200, 201, 202, 203, 204]
     assert {f.client_conn.id for f in flows} == {flows[0].client_conn.id}
     assert all(f.client_conn.sni == "localhost" and f.server_conn.tls_version for f in flows)
+
+
+HOOKS_SCRIPT = '''
+class Hooks:
+    def requestheaders(self, flow):
+        flow.metadata["hooks"] = ["requestheaders"]
+
+    def request(self, flow):
+        flow.metadata["hooks"].append("request")
+        if flow.request.path == "/json?fail":
+            raise ValueError("a script's bug")
+
+    def responseheaders(self, flow):
+        flow.metadata["hooks"].append("responseheaders")
+
+    def update(self, flows):
+        for flow in flows:
+            flow.metadata.get("hooks", []).append("update")
+
+    def response(self, flow):
+        flow.response.headers["x-hooks"] = ",".join(flow.metadata["hooks"])
+
+addons = [Hooks()]
+'''
+
+
+def test_scripts_get_every_hook_and_a_failing_one_does_not_stop_the_flow(
+    tmp_path: Path, confdir: Path, pki: TestPKI, origin: OriginServer
+) -> None:
+    """A user's ``-s`` script sits below mitmproxy's script loader: proxycap's quicker hook dispatch reaches it."""
+    script = tmp_path / "hooks.py"
+    script.write_text(HOOKS_SCRIPT)
+    p = start_proxy(tmp_path, confdir, pki, scripts=[str(script)])
+    try:
+        with p.client() as c:
+            replies = [c.get(f"{origin.url}/json?{q}") for q in ("ok", "fail")]
+        rows = p.wait_flows(2)
+    finally:
+        p.session.stop()
+    hooks = "requestheaders,update,request,update,responseheaders,update"  # as stock mitmproxy calls them
+    assert [r.headers["x-hooks"] for r in replies] == [hooks] * 2
+    assert [(r["path"], r["status"]) for r in rows] == [("/json?ok", 200), ("/json?fail", 200)]
