@@ -165,15 +165,8 @@ class StoreWriter:
         trimmer = Trimmer()
         while True:
             stopping = self._stop.wait(BATCH_INTERVAL)
-            events = self.sub.drain(MAX_BATCH)
             try:
-                self._report_stripped()
-                if events and self.sub.failing and self.sub.unstored > self.hold_limit:
-                    events = self._strip(events)
-                if events:
-                    size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
-                    self._send(pickle.dumps(collapse(events), protocol=5), size)
-                trimmer.after(len(events))
+                trimmer.after(self._batch())
                 if stopping and not self.sub.queue:
                     self._finish()
                     return
@@ -182,6 +175,18 @@ class StoreWriter:
                 logger.exception(f"store writer: {e}")
                 if stopping:
                     return
+
+    def _batch(self) -> int:
+        """Send what is queued to the child; returns how many events. They are let go of on return, not held
+        through the wait for the next batch beside their pickled copy."""
+        events = self.sub.drain(MAX_BATCH)
+        self._report_stripped()
+        if events and self.sub.failing and self.sub.unstored > self.hold_limit:
+            events = self._strip(events)
+        if events:
+            size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
+            self._send(pickle.dumps(collapse(events), protocol=5), size)
+        return len(events)
 
     def _report_stripped(self) -> None:
         if self._stripped and not self.sub.failing:

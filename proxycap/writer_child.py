@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import gc
+import itertools
 import os
 import pickle
 import select
@@ -32,6 +33,9 @@ _HEADER = struct.Struct("!I")
 TRIM_INTERVAL = 5.0  # seconds between handing freed heap back to the OS while flows pass through
 RETRY_INTERVAL = 1.0  # seconds between attempts while the store cannot be written
 MERGE = 16  # batches written per transaction when the child is behind
+# ... and bytes of them: each is held here twice while it is written (pickled, and as states), so this bounds the
+# child's memory when it is behind with big bodies (16 batches of 64 KB flows were 30 MB more, bench/RESULTS.md).
+MERGE_BYTES = 8 << 20
 
 
 def write_frame(stream: Any, payload: bytes) -> None:
@@ -93,6 +97,22 @@ def _merge(batches: list[bytes]) -> tuple[list, list, list]:
         logs += lg
         connects += c
     return flows, logs, connects
+
+
+def _room(pending: collections.deque[bytes]) -> bool:
+    """Whether to read another batch before writing: the next transaction may take it."""
+    return len(pending) < MERGE and sum(map(len, pending)) < MERGE_BYTES
+
+
+def _merged(pending: collections.deque[bytes]) -> list[bytes]:
+    """The batches the next transaction writes: the first, and the next ones within MERGE and MERGE_BYTES."""
+    batches, size = [], 0
+    for batch in itertools.islice(pending, MERGE):
+        if batches and size + len(batch) > MERGE_BYTES:
+            break
+        batches.append(batch)
+        size += len(batch)
+    return batches
 
 
 def _summarized(flows: list, failures: list[str]) -> list:
@@ -170,7 +190,7 @@ def run(path: str) -> int:
         while True:
             now = time.monotonic()
             # Read what is there before writing (bigger transactions when behind), within limits.
-            more = len(pending) < MERGE if retry_at is None else now < retry_at
+            more = _room(pending) if retry_at is None else now < retry_at
             wait = 0.0 if retry_at is None else max(0.0, retry_at - now)
             if not eof and (not pending or (more and select.select([fd], [], [], wait)[0])):
                 frame = read_frame(fd)
@@ -180,7 +200,7 @@ def run(path: str) -> int:
                     pending.append(frame)
                 continue
             if pending:
-                batches = [pending[i] for i in range(min(MERGE, len(pending)))]
+                batches = _merged(pending)
                 try:
                     _write(store, batches)
                 except StoreError as e:

@@ -6,6 +6,7 @@ SIGSTOP as a stand-in for a disk that stopped answering).
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import signal
@@ -220,3 +221,18 @@ def test_a_store_failing_for_long_keeps_flows_without_their_bodies(
     # of ~52 KB), the first one waiting among them; and stored once the store could take them again.
     assert with_bodies[0] == ids[0] and len(with_bodies) <= 3 and set(with_bodies) <= set(ids)
     assert "flows captured while the store failed were stored without bodies" in caplog.text
+
+
+def test_a_child_behind_writes_several_batches_at_once_within_a_size() -> None:
+    """Behind, the child merges batches into one transaction, but only so many bytes of them: each is held twice
+    while it is written. A batch bigger than that alone is still written."""
+    part = writer_child.MERGE_BYTES * 3 // 8  # two fit, three do not
+    pending = collections.deque([b"a" * part, b"b" * part, b"c" * part, b"d"])
+    assert [b[:1] for b in writer_child._merged(pending)] == [b"a", b"b"]
+    assert not writer_child._room(pending)
+    pending.popleft(), pending.popleft()
+    assert [b[:1] for b in writer_child._merged(pending)] == [b"c", b"d"] and writer_child._room(pending)
+    huge = collections.deque([b"h" * (writer_child.MERGE_BYTES + 1), b"i"])
+    assert [b[:1] for b in writer_child._merged(huge)] == [b"h"]
+    many = collections.deque([b"x"] * (writer_child.MERGE + 3))
+    assert len(writer_child._merged(many)) == writer_child.MERGE and not writer_child._room(many)
