@@ -62,3 +62,32 @@ async def test_the_quick_manager_calls_what_mitmproxys_calls() -> None:
         "a.update", "child.update", "b.update", "c.update",
     ]  # fmt: skip
     assert await _calls(QuickMaster) == expected
+
+
+async def _calls_as_the_chain_changes(master_type: type[Master]) -> list[str]:
+    log: list[str] = []
+    m = master_type(options.Options())
+    a, b, parent = Calls("a", log), Calls("b", log), Parent(log)
+    m.addons.add(a, Quiet(), parent)
+    f = tflow.tflow()
+    await m.addons.handle_lifecycle(HttpRequestHook(f))
+    log.append("--")
+    m.addons.add(b)  # appended to the chain
+    parent.addons = [Calls("reloaded", log)]  # a script reloaded under its loader
+    await m.addons.handle_lifecycle(HttpRequestHook(f))
+    log.append("--")
+    m.addons.remove(a)  # the chain is a new list now, as long as the old one once c is added
+    m.addons.add(Calls("c", log))
+    await m.addons.handle_lifecycle(HttpRequestHook(f))
+    return log
+
+
+async def test_the_quick_manager_follows_addons_added_removed_and_reloaded() -> None:
+    """proxycap's manager remembers each hook's handlers: a changed chain must be seen at the next hook."""
+    expected = await _calls_as_the_chain_changes(Master)
+    assert expected == [
+        "a.request", "child.request", "a.update", "child.update", "--",
+        "a.request", "reloaded.request", "b.request", "a.update", "reloaded.update", "b.update", "--",
+        "reloaded.request", "b.request", "c.request", "reloaded.update", "b.update", "c.update",
+    ]  # fmt: skip
+    assert await _calls_as_the_chain_changes(QuickMaster) == expected
