@@ -6,6 +6,10 @@ proxy for about 100 ms at a time, which was most of `proxycap tui`'s p99 latency
 objects live as long as the process: freezing them takes them out of every collection. The young generation is
 a little larger than CPython's 700 objects, so fewer cycles are promoted into full collections; not much larger,
 because a young collection's pause grows with it (measured under load: ~1 ms at 2,000, 14-45 ms at 20,000).
+
+A process with a UI can take the full collections out of the proxy's path: `settle(defer_full=True)` leaves them to
+`collect_due()`, which the UI calls right after drawing (a full collection there is a few ms that stall the requests
+the frame already held up, instead of a pause of its own that holds up others).
 """
 
 from __future__ import annotations
@@ -13,11 +17,25 @@ from __future__ import annotations
 import gc
 
 THRESHOLDS = (2_000, 10, 10)
+NEVER = 2**31 - 1  # young collections between full ones: CPython's own trigger never fires
+
+_deferred = False
 
 
-def settle() -> None:
+def settle(defer_full: bool = False) -> None:
     """Call once the long-lived objects exist (the proxy running, the UI loaded). Only for the CLI's own process:
     a library user (or a test run) keeps its own collector settings."""
-    gc.set_threshold(*THRESHOLDS)
+    global _deferred
+    _deferred = defer_full
+    gc.set_threshold(*THRESHOLDS[:2], NEVER if defer_full else THRESHOLDS[2])
     gc.collect()
     gc.freeze()
+
+
+def collect_due() -> bool:
+    """With full collections deferred, make one if CPython would have by now (as many middle-generation collections
+    since the last one as its threshold); True if it did."""
+    if not _deferred or gc.get_count()[2] < THRESHOLDS[2]:
+        return False
+    gc.collect()
+    return True

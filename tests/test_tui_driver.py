@@ -77,18 +77,22 @@ async def test_escape_sequences_and_text_still_parse(terminal: tuple[int, Record
     assert [driver.keys.get(timeout=10) for _ in range(4)] == ["up", "é", "slash", "escape"]
 
 
-async def test_the_proxy_gets_the_gil_sooner_while_the_ui_follows_and_keys_get_it_back(
+async def test_a_live_update_holds_the_gil_until_drawn_and_keys_get_the_default(
     terminal: tuple[int, RecordingDriver], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     master, driver = terminal
     monkeypatch.setattr(switching, "_last_input", 0.0)
     try:
-        switching.following()
+        switching.updating()
+        assert sys.getswitchinterval() == pytest.approx(switching.UPDATING)
+        switching.updated()
         assert sys.getswitchinterval() == pytest.approx(switching.LIVE)
         os.write(master, b"j")
         assert driver.keys.get(timeout=10) == "j"
         assert sys.getswitchinterval() == pytest.approx(switching.DEFAULT)
-        switching.following()  # a key just now: the UI may be answering it
+        switching.updating()  # a key just now: the UI may be answering it
+        assert sys.getswitchinterval() == pytest.approx(switching.DEFAULT)
+        switching.updated()
         assert sys.getswitchinterval() == pytest.approx(switching.DEFAULT)
     finally:
         switching.restore()

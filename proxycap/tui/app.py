@@ -28,6 +28,7 @@ from textual.widget import Widget
 from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
+from proxycap import gcsettle
 from proxycap.bus import ClientEvent, FlowEvent, LogEvent
 from proxycap.filtering import FilterError
 from proxycap.session import CaptureSession
@@ -60,12 +61,13 @@ TICK = 0.1  # seconds between bus drains / store polls, at the most
 # costs tens of ms, so ticks are spaced to keep the UI thread under this share of a core (keys still answer at
 # once; only the live updates slow down), down to one a second. 5 % rather than 10 %: +7-9 % of the proxy's
 # throughput under full load (bench/RESULTS.md), for a list scrolling 2-4 times a second instead of 4-8.
-# While the proxy is busy, 2 %: a flood scrolls by unread anyway, and every frame stalls the proxy for its length
-# (+1-6 % throughput, p99 -7-20 %, bench/RESULTS.md).
 UI_SHARE = 0.05
-BUSY_UI_SHARE = 0.02
-BUSY_RATE = 200  # flows a second
 MAX_TICK = 1.0
+# While the proxy is busy, one live update every 2 s: each one (drawn in one go, tui/switching.py) delays the
+# requests in flight, whatever its length, so how often it comes is what counts in the proxy's p99 latency
+# (-15-40 %, bench/RESULTS.md). A flood scrolls by unread anyway.
+BUSY_RATE = 200  # flows a second
+BUSY_TICK = 2.0
 CLIENTS_INTERVAL = 1.0
 CLIENTS_MAX_SHARE = 0.05  # the clients panel's refresh may take at most this share of the time
 RESORT_INTERVAL = 1.0  # at most this often while new flows arrive in a non-# sort
@@ -90,7 +92,7 @@ async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
 
 def tick_interval(cpu: float, rate: float) -> float:
     """Seconds to the next tick, after one that took ``cpu`` seconds of the UI thread with its frames."""
-    return min(MAX_TICK, max(TICK, cpu / (BUSY_UI_SHARE if rate >= BUSY_RATE else UI_SHARE)))
+    return BUSY_TICK if rate >= BUSY_RATE else min(MAX_TICK, max(TICK, cpu / UI_SHARE))
 
 
 class ProxycapApp(App[int]):
@@ -277,7 +279,8 @@ class ProxycapApp(App[int]):
         if self._closing:
             return
         now = time.monotonic()
-        switching.following()
+        switching.updating()
+        self.call_after_refresh(self._updated)
         cpu, self._tick_cpu = self._tick_cpu, time.thread_time()
         self._tick_timer = self.set_timer(tick_interval(self._tick_cpu - cpu, self.status.rate), self._tick)
         if self.sub is not None:
@@ -303,6 +306,11 @@ class ProxycapApp(App[int]):
             self.status.total = sum(r.flows for r in self._clients_rows)
             self._clients_rows = None
         self._show_status()
+
+    def _updated(self) -> None:
+        """The tick's frame is drawn: a full collection now stalls the requests its update already held up."""
+        gcsettle.collect_due()
+        switching.updated()
 
     def _drain(self, now: float) -> None:
         """Apply what the bus brought since the last tick."""

@@ -1,9 +1,11 @@
 """How readily the UI thread hands the GIL to the proxy's thread, which shares the process with it.
 
-A frame is 10-20 ms of Python. Meanwhile the proxy's thread waits out CPython's switch interval (5 ms) at each of
-its I/O waits, and every request in flight takes that much longer: most of ``proxycap tui``'s p99 latency. While
-the UI only draws live updates a 0.5 ms interval lets the proxy in sooner (p99 -20-30 %, bench/RESULTS.md); but
-while the user types it slowed the keys' frames (opening the inspector 31 -> 55 ms), so input restores the default.
+A live update (the tick and its frame) is ~10-15 ms of Python. Handing the GIL over every 0.1-0.5 ms stretched it
+to twice that and slowed every request that passed meanwhile; held until the frame is drawn, it delays only the
+few requests in flight, so while the UI only follows the traffic an update runs with a 50 ms switch interval
+(p99 -15-40 % with the busy ticks' 2 s, bench/RESULTS.md). Between updates the interval is 0.5 ms, as in `record`:
+the writer's threads then take their turns without holding the proxy up. Input restores the default (5 ms) before
+it is parsed: a short interval slowed the keys' frames (opening the inspector 31 -> 55 ms).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import time
 
 from proxycap.session import SWITCH_INTERVAL
 
-LIVE = SWITCH_INTERVAL  # seconds: the switch interval while the UI only follows the traffic
+LIVE = SWITCH_INTERVAL  # seconds: the switch interval between live updates
+UPDATING = 0.05  # seconds: while a live update is drawn
 QUIET = 0.5  # seconds without input before it counts as only following
 DEFAULT = sys.getswitchinterval()
 
@@ -27,10 +30,19 @@ def input_arrived() -> None:
     sys.setswitchinterval(DEFAULT)
 
 
-def following() -> None:
-    """From the UI's live-update tick."""
+def _following(interval: float) -> None:
     if time.monotonic() - _last_input >= QUIET:
-        sys.setswitchinterval(LIVE)
+        sys.setswitchinterval(interval)
+
+
+def updating() -> None:
+    """From the UI's live-update tick: hold the GIL until its frame is drawn."""
+    _following(UPDATING)
+
+
+def updated() -> None:
+    """After the live update's frame."""
+    _following(LIVE)
 
 
 def restore() -> None:
