@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 
 THRESHOLDS = (2_000, 10, 10)
-NEVER = 2**31 - 1  # young collections between full ones: CPython's own trigger never fires
+NEVER = 2**31 - 1  # middle-generation collections before a full one: CPython's own trigger never fires
 
 _deferred = False
 
