@@ -78,7 +78,9 @@ class StoreWriter:
 
     def _spawn(self) -> None:
         child = subprocess.Popen(
-            [sys.executable, "-m", "proxycap.writer_child", str(self.store_path)],
+            # -O: mitmproxy's messages type-check their fields when built unless optimised, two thirds of the
+            # child's making a summary, and the caught TypeErrors leave reference cycles holding bodies.
+            [sys.executable, "-O", "-m", "proxycap.writer_child", str(self.store_path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # it reports on stdout; nothing may reach the user's terminal raw

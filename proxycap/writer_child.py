@@ -1,4 +1,4 @@
-"""The store writer's child process: ``python -m proxycap.writer_child STORE``.
+"""The store writer's child process: ``python -O -m proxycap.writer_child STORE``.
 
 Serialising flows (tnetstring), compressing them (zstd) and SQLite cost about as much CPU per flow as mitmproxy
 itself; in the proxy's process they would share its GIL and cut its throughput (bench/RESULTS.md). Here they run on
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import gc
 import itertools
 import os
 import pickle
@@ -214,9 +213,6 @@ def run(path: str) -> int:
                         _report("recovered", f"writing to {store.path} works again")
                     retry_at = None
                     _report("written", len(batches))
-                    # A message rebuilt for its summary is left in a reference cycle that holds its body (mitmproxy's
-                    # type checks keep a caught TypeError's frames): freed now, not when the thresholds say.
-                    gc.collect()
                     trimmer.after(len(batches))
                     continue
             if eof and (not pending or retry_at is not None):

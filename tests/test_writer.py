@@ -11,6 +11,8 @@ import os
 import pickle
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -153,6 +155,32 @@ def test_the_child_hands_the_cpu_on_after_each_flow_it_writes(tmp_path: Path, mo
         assert len(yields) == 3 and store.count() == 3
     finally:
         store.close()
+
+
+_CYCLES_OF_A_BATCH = """
+import gc, pickle, sys
+from mitmproxy.test import tflow
+from proxycap import writer_child
+from proxycap.store import Store
+store = Store(sys.argv[1])
+batch = pickle.dumps(([(None, tflow.tflow(resp=True).get_state()) for _ in range(20)], [], []))
+gc.collect()
+gc.disable()
+writer_child._write(store, [batch])
+print(gc.collect())
+"""
+
+
+def test_the_child_runs_optimised_and_its_batches_leave_no_garbage_cycles(proxy: Proxy, tmp_path: Path) -> None:
+    """Unless Python runs optimised, mitmproxy type-checks each message the child rebuilds for a summary: most of
+    the summary's CPU, and reference cycles (caught TypeErrors) holding bodies until a full collection."""
+    with open(f"/proc/{_writer_pid()}/cmdline", "rb") as f:
+        assert b"-O" in f.read().split(b"\0")
+    run = subprocess.run(
+        [sys.executable, "-O", "-c", _CYCLES_OF_A_BATCH, str(tmp_path / "s.db")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert run.stdout.strip() == "0", run.stderr
 
 
 def test_the_child_summarises_what_the_proxy_left_unsummarised(tmp_path: Path) -> None:
