@@ -78,8 +78,8 @@ class StoreWriter:
 
     def _spawn(self) -> None:
         child = subprocess.Popen(
-            # -O: mitmproxy's messages type-check their fields when built unless optimised, two thirds of the
-            # child's making a summary, and the caught TypeErrors leave reference cycles holding bodies.
+            # -O: unless Python runs optimised, mitmproxy type-checks every message it builds: two thirds of what a
+            # summary costs the child, and the TypeErrors it catches leave reference cycles that hold bodies.
             [sys.executable, "-O", "-m", "proxycap.writer_child", str(self.store_path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
