@@ -1,11 +1,12 @@
 """The store writer: the one bus subscriber that must see every event, storing them in batches.
 
-A thread drains the bus every 50 ms and collapses the events per flow (a request and its response usually
-arrive in the same batch and cost one row write). Serialising, compressing and SQLite run in a child process
-(``writer_child``) with its own interpreter, so they never take the proxy's GIL. The child reports each
-batch stored; what it has not stored yet is the bus's backlog, which the recorder keeps bounded. While the store
-cannot be written at all (a full disk), the proxy goes on without waiting, and the writer holds what waits for
-the store only up to ``HOLD_LIMIT``: past it, flows are kept as their summaries, without bodies.
+A thread drains the bus every 50 ms and collapses the events per flow (a request and its response usually arrive in
+the same batch and cost one row write). Serialising, compressing and SQLite run in a child process
+(``writer_child``) with its own interpreter, so they never take the proxy's GIL; the bodies reach it beside the
+batch's pickle, never copied into it. The child reports each batch stored; what it has not stored yet is the bus's
+backlog, which the recorder keeps bounded. While the store cannot be written at all (a full disk), the proxy goes
+on without waiting, and the writer holds what waits for the store only up to ``HOLD_LIMIT``: past it, flows are
+kept as their summaries, without bodies.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from proxycap.writer_child import Trimmer, read_frame, write_frame
 logger = logging.getLogger(__name__)
 
 
+OUT_OF_BAND = 4096  # bytes from which a body is sent beside the batch's pickle, not copied into it
 BATCH_INTERVAL = 0.05  # seconds between batches when traffic is steady
 MAX_BATCH = 500  # events per batch: bounds the bodies a batch holds and how long it holds the write lock
 RESTARTS = 3  # times a crashed child is restarted before the writer gives up
@@ -47,7 +49,7 @@ class StoreWriter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proxycap-store-writer", daemon=True)
         self._lock = threading.Lock()  # guards _sent and _child between the sending and the listening thread
-        self._sent: collections.deque[tuple[bytes, int]] = collections.deque()  # (batch, bytes) not yet stored
+        self._sent: collections.deque[tuple[Pickled, int]] = collections.deque()  # (batch, bytes) not yet stored
         self._child: subprocess.Popen[bytes] | None = None
         self._listener: threading.Thread | None = None
         self._restarts = 0
@@ -94,7 +96,7 @@ class StoreWriter:
             unstored = [batch for batch, _ in self._sent]
         try:
             for batch in unstored:  # a restarted child gets what its predecessor did not store
-                write_frame(child.stdin, batch)
+                write_frame(child.stdin.fileno(), *batch)
         except (BrokenPipeError, ValueError):
             self._restart(child)
 
@@ -102,7 +104,7 @@ class StoreWriter:
         """The child's reports: batches stored (the backlog shrinks), failures to log."""
         assert child.stdout is not None
         while (frame := read_frame(child.stdout.fileno())) is not None:
-            kind, *args = pickle.loads(frame)
+            kind, *args = pickle.loads(frame[0])
             if kind == "written":
                 with self._lock:  # the writer thread adds to bytes_out too
                     for _ in range(min(args[0], len(self._sent))):
@@ -121,14 +123,14 @@ class StoreWriter:
         if not self._stop.is_set():  # died without a word (OOM killer?): nobody may wait for it
             self.sub.failing = True
 
-    def _send(self, batch: bytes, size: int) -> None:
+    def _send(self, batch: Pickled, size: int) -> None:
         with self._lock:
             child = self._child
             if child is None:  # given up (logged): nothing to keep it for
                 return
             self._sent.append((batch, size))
         try:
-            write_frame(child.stdin, batch)
+            write_frame(child.stdin.fileno(), *batch)
         except (BrokenPipeError, ValueError):
             self._restart(child)
 
@@ -187,7 +189,11 @@ class StoreWriter:
             events = self._strip(events)
         if events:
             size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
-            self._send(pickle.dumps(collapse(events), protocol=5), size)
+            # The bodies stay out of the pickle: copied into it, they held the GIL (1.8 ms per 60 flows of 64 KB),
+            # and the proxy's thread waited that long at p99 (bench/RESULTS.md §3.0).
+            buffers: list[pickle.PickleBuffer] = []
+            payload = pickle.dumps(collapse(events), protocol=5, buffer_callback=buffers.append)
+            self._send((payload, buffers), size)
         return len(events)
 
     def _report_stripped(self) -> None:
@@ -216,11 +222,13 @@ class StoreWriter:
 
 
 Batch = tuple[list[tuple[dict[str, Any] | None, dict[str, Any] | None]], list[tuple], list[tuple]]
+Pickled = tuple[bytes, list[pickle.PickleBuffer]]  # a batch's pickle and the bodies it refers to, out of band
 
 
 def collapse(events: list[Any]) -> Batch:
     """Events → what the child stores: each flow's latest summary (None: the child makes it from the state) and
-    state, log rows, and per client IP its new connections as (ip, last connect, count)."""
+    state (bodies from ``OUT_OF_BAND`` bytes as ``PickleBuffer``), log rows, and per client IP its new connections
+    as (ip, last connect, count)."""
     flows: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
     logs: list[tuple] = []
     connects: dict[str, list[Any]] = {}
@@ -235,4 +243,16 @@ def collapse(events: list[Any]) -> Batch:
             entry = connects.setdefault(ev.client_ip, [ev.client_ip, ev.ts, 0])
             entry[1] = max(entry[1], ev.ts)
             entry[2] += 1
-    return list(flows.values()), logs, [tuple(c) for c in connects.values()]
+    out = [(summary, _bodies_out_of_band(state)) for summary, state in flows.values()]
+    return out, logs, [tuple(c) for c in connects.values()]
+
+
+def _bodies_out_of_band(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A copy of the state whose big bodies pickle out of band; the event's own state is left as it is."""
+    if state is None:
+        return None
+    for part in ("request", "response"):
+        message = state.get(part)
+        if message and len(message.get("content") or b"") >= OUT_OF_BAND:
+            state = {**state, part: {**message, "content": pickle.PickleBuffer(message["content"])}}
+    return state

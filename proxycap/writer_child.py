@@ -3,9 +3,9 @@
 Serialising flows (tnetstring), compressing them (zstd) and SQLite cost about as much CPU per flow as mitmproxy
 itself; in the proxy's process they would share its GIL and cut its throughput (bench/RESULTS.md). Here they run on
 an interpreter of their own, and so does making flows' summaries while only the store listens. The parent sends
-pickled batches (``writer.collapse`` output) on stdin and reads one-line reports on stdout, both as length-prefixed
-frames. A batch that cannot be written is kept and retried; at the end of input whatever is still unwritten is
-reported as lost.
+pickled batches (``writer.collapse`` output, bodies out of band) on stdin and reads one-line reports on stdout,
+both as frames of length-prefixed parts. A batch that cannot be written is kept and retried; at the end of input
+whatever is still unwritten is reported as lost.
 """
 
 from __future__ import annotations
@@ -21,32 +21,58 @@ import struct
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from proxycap import gcsettle
 from proxycap.store import Store, StoreError
 from proxycap.summary import summarize_state
 
-_HEADER = struct.Struct("!I")
+_COUNT = struct.Struct("!I")
+IOV_PARTS = 512  # parts per writev: within every platform's IOV_MAX (1024 on Linux and macOS)
 TRIM_INTERVAL = 5.0  # seconds between handing freed heap back to the OS while flows pass through
 RETRY_INTERVAL = 1.0  # seconds between attempts while the store cannot be written
 MERGE = 16  # batches written per transaction when the child is behind
-# ... and bytes of them: each is held here twice while it is written (pickled, and as states), so this bounds the
-# child's memory when it is behind with big bodies (16 batches of 64 KB flows were 30 MB more, bench/RESULTS.md).
+# ... and bytes of them, so this bounds the child's memory when it is behind with big bodies (16 batches of 64 KB
+# flows were 30 MB more, bench/RESULTS.md).
 MERGE_BYTES = 8 << 20
 
-
-def write_frame(stream: Any, payload: bytes) -> None:
-    stream.write(_HEADER.pack(len(payload)))
-    stream.write(payload)
-    stream.flush()
+Frame = Sequence[bytes]  # a pickle, then the buffers it was pickled with out of band
 
 
-def read_frame(fd: int) -> bytes | None:
-    """The next frame from a raw file descriptor, or None at end of input."""
-    header = _read_exact(fd, _HEADER.size)
-    return None if header is None else _read_exact(fd, _HEADER.unpack(header)[0])
+def write_frame(fd: int, payload: bytes, buffers: Sequence[pickle.PickleBuffer] = ()) -> None:
+    """A pickle and its out-of-band buffers, the parts' count and lengths first, by ``writev``: the bodies go
+    from where the proxy holds them into the pipe without the GIL, never copied into one pickle (bench/RESULTS.md).
+    """
+    parts = [memoryview(payload), *(b.raw() for b in buffers)]
+    lengths = struct.pack(f"!{len(parts) + 1}I", len(parts), *map(len, parts))
+    _write_all(fd, [memoryview(lengths), *parts])
+
+
+def _write_all(fd: int, parts: list[memoryview]) -> None:
+    i = 0
+    while i < len(parts):
+        written = os.writev(fd, parts[i : i + IOV_PARTS])  # a pipe may take less (a signal): go on from there
+        while written and written >= len(parts[i]):
+            written -= len(parts[i])
+            i += 1
+        if written:
+            parts[i] = parts[i][written:]
+
+
+def read_frame(fd: int) -> list[bytes] | None:
+    """The next frame's parts from a raw file descriptor, or None at end of input."""
+    if (count := _read_exact(fd, _COUNT.size)) is None:
+        return None
+    n = _COUNT.unpack(count)[0]
+    if (lengths := _read_exact(fd, 4 * n)) is None:
+        return None
+    parts = []
+    for length in struct.unpack(f"!{n}I", lengths):
+        if (part := _read_exact(fd, length)) is None:
+            return None
+        parts.append(part)
+    return parts
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -83,34 +109,38 @@ class Trimmer:
 
 
 def _report(kind: str, *args: Any) -> None:
-    write_frame(sys.stdout.buffer, pickle.dumps((kind, *args)))
+    write_frame(sys.stdout.fileno(), pickle.dumps((kind, *args)))
 
 
-def _merge(batches: list[bytes]) -> tuple[list, list, list]:
+def _merge(batches: list[Frame]) -> tuple[list, list, list]:
     flows: list = []
     logs: list = []
     connects: list = []
-    for payload in batches:
-        f, lg, c = pickle.loads(payload)
+    for payload, *buffers in batches:
+        f, lg, c = pickle.loads(payload, buffers=buffers)  # the bodies are the frame's parts, not copies
         flows += f
         logs += lg
         connects += c
     return flows, logs, connects
 
 
-def _room(pending: collections.deque[bytes]) -> bool:
+def _size(frame: Frame) -> int:
+    return sum(map(len, frame))
+
+
+def _room(pending: collections.deque[Frame]) -> bool:
     """Whether to read another batch before writing: the next transaction may take it."""
-    return len(pending) < MERGE and sum(map(len, pending)) < MERGE_BYTES
+    return len(pending) < MERGE and sum(map(_size, pending)) < MERGE_BYTES
 
 
-def _merged(pending: collections.deque[bytes]) -> list[bytes]:
+def _merged(pending: collections.deque[Frame]) -> list[Frame]:
     """The batches the next transaction writes: the first, and the next ones within MERGE and MERGE_BYTES."""
     batches, size = [], 0
     for batch in itertools.islice(pending, MERGE):
-        if batches and size + len(batch) > MERGE_BYTES:
+        if batches and size + _size(batch) > MERGE_BYTES:
             break
         batches.append(batch)
-        size += len(batch)
+        size += _size(batch)
     return batches
 
 
@@ -154,7 +184,7 @@ def _yielding(flows: list) -> Iterator:
         os.sched_yield()
 
 
-def _write(store: Store, batches: list[bytes]) -> None:
+def _write(store: Store, batches: list[Frame]) -> None:
     """Write batches in one transaction. Data SQLite cannot take (a failure of the data, not of the store) is
     written item by item, and only what fails alone is reported lost."""
     failures: list[str] = []
@@ -181,7 +211,7 @@ def run(path: str) -> int:
     fd = sys.stdin.fileno()
     store = Store(path)
     gcsettle.settle()  # what lives until exit (modules, the store) leaves every collection, so one costs little
-    pending: collections.deque[bytes] = collections.deque()
+    pending: collections.deque[Frame] = collections.deque()
     eof = False
     retry_at: float | None = None  # set while the store cannot be written
     trimmer = Trimmer()

@@ -24,10 +24,11 @@ from mitmproxy.test import tflow
 from origins import OriginServer, TestPKI
 
 from proxycap import writer_child
+from proxycap.writer_child import read_frame, write_frame
 from proxycap.bus import Bus, FlowEvent
 from proxycap.store import Store
 from proxycap.summary import FIELDS, summarize
-from proxycap.writer import StoreWriter
+from proxycap.writer import StoreWriter, collapse
 
 
 def _writer_pid() -> int:
@@ -151,7 +152,7 @@ def test_the_child_hands_the_cpu_on_after_each_flow_it_writes(tmp_path: Path, mo
     monkeypatch.setattr(writer_child.os, "sched_yield", lambda: yields.append(None))
     store = Store(tmp_path / "s.db")
     try:
-        writer_child._write(store, [batch])
+        writer_child._write(store, [[batch]])
         assert len(yields) == 3 and store.count() == 3
     finally:
         store.close()
@@ -161,12 +162,13 @@ _CYCLES_OF_A_BATCH = """
 import gc, pickle, sys
 from mitmproxy.test import tflow
 from proxycap import writer_child
+from proxycap.writer_child import read_frame, write_frame
 from proxycap.store import Store
 store = Store(sys.argv[1])
 batch = pickle.dumps(([(None, tflow.tflow(resp=True).get_state()) for _ in range(20)], [], []))
 gc.collect()
 gc.disable()
-writer_child._write(store, [batch])
+writer_child._write(store, [[batch]])
 print(gc.collect())
 """
 
@@ -193,7 +195,7 @@ def test_the_child_summarises_what_the_proxy_left_unsummarised(tmp_path: Path) -
     batch = ([(None, f.get_state()) for f in flows], [], [(ip, 5.0, 2)])
     store = Store(tmp_path / "s.db")
     try:
-        writer_child._write(store, [pickle.dumps(batch)])
+        writer_child._write(store, [[pickle.dumps(batch)]])
         rows = {r["id"]: r for r in store.iter_rows()}
         assert set(rows) == {f.id for f in flows[:3]}  # the TCP flow's state has no request: lost alone
         for f in flows[:3]:
@@ -252,15 +254,69 @@ def test_a_store_failing_for_long_keeps_flows_without_their_bodies(
 
 
 def test_a_child_behind_writes_several_batches_at_once_within_a_size() -> None:
-    """Behind, the child merges batches into one transaction, but only so many bytes of them: each is held twice
-    while it is written. A batch bigger than that alone is still written."""
-    part = writer_child.MERGE_BYTES * 3 // 8  # two fit, three do not
-    pending = collections.deque([b"a" * part, b"b" * part, b"c" * part, b"d"])
-    assert [b[:1] for b in writer_child._merged(pending)] == [b"a", b"b"]
+    """Behind, the child merges batches into one transaction, but only so many bytes of them (bodies included):
+    each is held while it is written. A batch bigger than that alone is still written."""
+    part = writer_child.MERGE_BYTES * 3 // 16  # two fit, three do not
+    pending = collections.deque([[b"a", b"1" * part, b"2" * part], [b"b" * part * 2], [b"c" * part * 2], [b"d"]])
+    assert [b[0][:1] for b in writer_child._merged(pending)] == [b"a", b"b"]
     assert not writer_child._room(pending)
     pending.popleft(), pending.popleft()
-    assert [b[:1] for b in writer_child._merged(pending)] == [b"c", b"d"] and writer_child._room(pending)
-    huge = collections.deque([b"h" * (writer_child.MERGE_BYTES + 1), b"i"])
-    assert [b[:1] for b in writer_child._merged(huge)] == [b"h"]
-    many = collections.deque([b"x"] * (writer_child.MERGE + 3))
+    assert [b[0][:1] for b in writer_child._merged(pending)] == [b"c", b"d"] and writer_child._room(pending)
+    huge = collections.deque([[b"h", b"." * (writer_child.MERGE_BYTES + 1)], [b"i"]])
+    assert [b[0][:1] for b in writer_child._merged(huge)] == [b"h"]
+    many = collections.deque([[b"x"]] * (writer_child.MERGE + 3))
     assert len(writer_child._merged(many)) == writer_child.MERGE and not writer_child._room(many)
+
+
+def _through_a_pipe(payload: bytes, buffers: list[pickle.PickleBuffer]) -> list[bytes] | None:
+    r, w = os.pipe()
+    try:
+        frames: list = []
+        reader = threading.Thread(target=lambda: frames.extend([read_frame(r), read_frame(r)]))
+        reader.start()
+        write_frame(w, payload, buffers)
+        os.close(w)
+        reader.join(10)
+        assert frames[1] is None  # then the end of input, nothing left over
+        return frames[0]
+    finally:
+        os.close(r)
+
+
+def test_big_bodies_cross_to_the_child_beside_the_batch_pickle_not_in_it() -> None:
+    """Copied into the batch's pickle, 60 bodies of 64 KB held the GIL 1.8 ms, and the proxy waited as long."""
+    f = tflow.tflow(resp=True)
+    body = os.urandom(65536)
+    f.request.content, f.response.content = b"small", body
+    event = FlowEvent("response", f.id, None, f.get_state())
+    buffers: list[pickle.PickleBuffer] = []
+    payload = pickle.dumps(collapse([event]), protocol=5, buffer_callback=buffers.append)
+    assert len(buffers) == 1 and len(payload) < 4096
+    assert type(event.state["response"]["content"]) is bytes  # the event's own state is left as it was
+    flows, _, _ = writer_child._merge([_through_a_pipe(payload, buffers)])
+    (summary, state), = flows
+    assert state["request"]["content"] == b"small"
+    assert type(state["response"]["content"]) is bytes and state["response"]["content"] == body
+
+
+def test_a_frame_interrupted_by_signals_mid_write_arrives_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal can cut a write to a pipe short; the rest must follow, not be lost or sent again."""
+    written: list[tuple[int, int]] = []
+    writev = os.writev
+
+    def recording(fd: int, parts: list[memoryview]) -> int:
+        n = writev(fd, parts)
+        written.append((n, sum(map(len, parts))))
+        return n
+
+    monkeypatch.setattr(writer_child.os, "writev", recording)
+    parts = [os.urandom(1 << 20) for _ in range(8)]
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    try:
+        frame = _through_a_pipe(b"head", [pickle.PickleBuffer(p) for p in parts])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert frame == [b"head", *parts]
+    assert any(n < asked for n, asked in written)  # the signals did cut writes short
