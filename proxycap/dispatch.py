@@ -4,7 +4,7 @@ For every hook, and again for the ``update`` hook after every flow hook, mitmpro
 whole addon chain (30-odd default addons) and, for each one, enters a context manager, creates and awaits a
 coroutine and walks a generator, although a given hook has a handler in a handful of them. That is ~35 µs per
 hook on this project's bench machine, 8 hooks per keep-alive request: a quarter of the proxy thread's time per
-request (bench/RESULTS.md §3.2). Skipping the addons without a handler, before any of that, changes nothing
+request (bench/RESULTS.md §3.3). Skipping the addons without a handler, before any of that, changes nothing
 else: the ones with a handler, and any addon with children (the script loader), go through mitmproxy's own path.
 Which addons those are is worked out once per hook, and again when the chain changes.
 """

@@ -189,7 +189,7 @@ class StoreWriter:
             events = self._strip(events)
         if events:
             size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
-            # The bodies stay out of the pickle: copied into it, they held the GIL (1.8 ms per 60 flows of 64 KB),
+            # The bodies stay out of the pickle: copied into it, they held the GIL (2 ms per 60 flows of 64 KB),
             # and the proxy's thread waited that long at p99 (bench/RESULTS.md §3.0).
             buffers: list[pickle.PickleBuffer] = []
             payload = pickle.dumps(collapse(events), protocol=5, buffer_callback=buffers.append)

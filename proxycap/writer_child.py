@@ -53,7 +53,7 @@ def _write_all(fd: int, parts: list[memoryview]) -> None:
     i = 0
     while i < len(parts):
         written = os.writev(fd, parts[i : i + IOV_PARTS])  # a pipe may take less (a signal): go on from there
-        while written and written >= len(parts[i]):
+        while i < len(parts) and len(parts[i]) <= written:
             written -= len(parts[i])
             i += 1
         if written:
