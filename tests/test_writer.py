@@ -269,18 +269,19 @@ def test_a_child_behind_writes_several_batches_at_once_within_a_size() -> None:
 
 
 def _through_a_pipe(payload: bytes, buffers: list[pickle.PickleBuffer]) -> list[bytes] | None:
+    """The frame as the other end of a real pipe reads it; the end of input must follow it."""
     r, w = os.pipe()
+    frames: list = []
+    reader = threading.Thread(target=lambda: frames.extend([read_frame(r), read_frame(r)]), daemon=True)
+    reader.start()
     try:
-        frames: list = []
-        reader = threading.Thread(target=lambda: frames.extend([read_frame(r), read_frame(r)]))
-        reader.start()
         write_frame(w, payload, buffers)
-        os.close(w)
-        reader.join(10)
-        assert frames[1] is None  # then the end of input, nothing left over
-        return frames[0]
     finally:
+        os.close(w)  # the end of input: the reader returns whatever happened
+        reader.join(10)
         os.close(r)
+    assert len(frames) == 2 and frames[1] is None  # nothing left over
+    return frames[0]
 
 
 def test_big_bodies_cross_to_the_child_beside_the_batch_pickle_not_in_it() -> None:
