@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, exceptions, options
+from mitmproxy import ctx, exceptions, http, options
 from mitmproxy.addons import default_addons
 
 from proxycap.addons.access import Access
@@ -201,3 +201,17 @@ class Engine:
         if not self.loop or self.loop.is_closed():
             raise EngineError("the proxy is not running")
         return asyncio.run_coroutine_threadsafe(fn(), self.loop)
+
+    def replay(self, f: http.HTTPFlow, timeout: float = 5) -> str | None:
+        """Resend a flow's request with mitmproxy's client replay; its hooks record it like any other flow.
+        Returns why mitmproxy will not replay it (its own check, e.g. a body that was streamed, not kept), or None
+        once it is queued. Blocks until then: call it from a worker thread."""
+
+        async def queue() -> str | None:
+            assert self.master is not None
+            if error := self.master.addons.get("clientplayback").check(f):
+                return error
+            self.master.commands.call("replay.client", [f])
+            return None
+
+        return self.submit(queue).result(timeout)

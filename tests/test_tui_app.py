@@ -30,7 +30,7 @@ from tui_data import build_store
 
 from proxycap.cli import main
 from proxycap.store import Store
-from proxycap.summary import summarize
+from proxycap.summary import META_REPLAY_OF, summarize
 from proxycap.tui import app as app_module
 from proxycap.tui import flowdoc
 from proxycap.tui import inspector as inspector_module
@@ -645,6 +645,28 @@ async def test_mark_clear_and_delete(proxy: Proxy, origin: OriginServer) -> None
             await fetch(c, f"{origin.url}/status/203")
         await until(pilot, lambda: len(app.view) == 1)
         assert listed(app)[0]["status"] == 203
+
+
+async def test_replay_resends_a_flow_as_a_new_one_naming_the_original(proxy: Proxy, origin: OriginServer) -> None:
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        with proxy.client() as c:
+            await fetch(c, f"{origin.url}/json?n=7")
+        await until(pilot, lambda: len(app.view) == 1)
+        await pilot.press("R")
+        await until(pilot, lambda: len(app.view) == 2 and listed(app)[1]["status"] == 200, what="the replayed flow")
+        first, again = (app.worker_store.load_flow(r["seq"]) for r in listed(app))
+        assert again.id != first.id and again.metadata[META_REPLAY_OF] == first.id
+        assert listed(app)[1]["replay_of"] == first.id
+        assert again.is_replay == "request" and again.request.url == first.request.url
+        assert again.response.content == first.response.content == JSON_BYTES
+        assert first.response.timestamp_start < again.response.timestamp_start  # answered again, not copied
+
+
+async def test_browsing_a_capture_offers_no_replay(tmp_path: Path) -> None:
+    app = ProxycapApp(build_store(tmp_path / "s.db", 3), None)
+    async with app.run_test(size=(120, 36)):
+        assert not app.check_action("replay", ())
 
 
 def test_startup_errors_print_one_line_before_the_ui(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mitmproxy import http
 from textual import events, work
 from textual.actions import SkipAction
 from textual.app import App, ComposeResult
@@ -30,9 +31,11 @@ from textual.worker import Worker, get_current_worker
 
 from proxycap import gcsettle
 from proxycap.bus import ClientEvent, FlowEvent, LogEvent
+from proxycap.engine import EngineError
 from proxycap.filtering import FilterError
 from proxycap.session import CaptureSession
 from proxycap.store import Store
+from proxycap.summary import META_REPLAY_OF
 from proxycap.tui import keys, switching
 from proxycap.tui.clients import ClientRow, ClientsPanel, ReverseDNS, client_rows
 from proxycap.tui.commands import ProxycapCommands
@@ -79,7 +82,7 @@ BUS_LIMIT = 50_000
 UNMOUNT_WAIT = 5.0  # seconds to let running workers finish on exit
 INSPECTOR_ACTIONS = {"zoom_inspector", "show_tab", "body_view", "toggle_raw", "more_body", "search_body",
                      "next_match"}
-WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause"}
+WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause", "replay"}
 
 
 async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
@@ -535,6 +538,28 @@ class ProxycapApp(App[int]):
         self._write(self.worker_store.set_marked, [seq], marked)
         self.flows.forget({seq})
         self.flows.action_cursor(1)
+
+    def action_replay(self) -> None:
+        if self.flows.selected is not None:
+            self._replay(self.flows.selected)
+
+    @work(thread=True, group="replay", exit_on_error=False)
+    def _replay(self, seq: int) -> None:
+        """Replay a copy (a new flow, naming the original), as Fiddler reissues a session: mitmproxy would replay
+        the flow itself and overwrite its response, and the stored flow would change under the user."""
+        assert self.session is not None
+        original = self.worker_store.load_flow(seq)
+        if not isinstance(original, http.HTTPFlow):
+            self.call_from_thread(self.notify, f"flow #{seq} cannot be replayed", severity="warning")
+            return
+        again = original.copy()
+        again.metadata[META_REPLAY_OF] = original.id
+        try:
+            error = self.session.engine.replay(again)
+        except (EngineError, TimeoutError) as e:
+            error = str(e) or "the proxy did not answer"
+        message = f"replay of #{seq}: {error}" if error else f"replaying #{seq}: the answer comes as a new flow"
+        self.call_from_thread(self.notify, message, severity="warning" if error else "information", timeout=3)
 
     def action_delete(self) -> None:
         if self.flows.selected is not None:

@@ -36,6 +36,8 @@ KEYS: tuple[Key, ...] = (
         display="space p"),
     Key("f", "toggle_follow", "Follow", "Follow new flows (keep the newest in view)"),
     Key("m", "toggle_mark", "Mark", "Mark or unmark the selected flow"),
+    Key("R", "replay", "Replay", "Resend the selected flow's request through the proxy: the answer comes as a new "
+        "flow, which names the original (Details tab)"),
     Key("d,delete", "delete", "Delete", "Delete the marked flows (or the selected one) from the store"),
     Key("c", "clear_view", "Clear", "Clear the view: hide every flow so far (the store keeps them)"),
     Key("C", "unclear_view", "Unclear", "Show the flows hidden by clear again", footer=False),
