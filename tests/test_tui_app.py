@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,7 @@ from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input, Static
+from textual.widgets import Input, Static, TextArea
 from tui_data import build_store
 
 from proxycap.cli import main
@@ -36,6 +37,7 @@ from proxycap.tui import flowdoc
 from proxycap.tui import inspector as inspector_module
 from proxycap.tui import view as view_module
 from proxycap.tui.app import ProxycapApp, tick_interval
+from proxycap.tui.edit import EditScreen
 from proxycap.tui.filter_bar import DEBOUNCE, FilterBar
 from proxycap.tui.flow_list import FlowList
 from proxycap.tui.flowdoc import DocOptions, FlowDoc
@@ -663,10 +665,35 @@ async def test_replay_resends_a_flow_as_a_new_one_naming_the_original(proxy: Pro
         assert first.response.timestamp_start < again.response.timestamp_start  # answered again, not copied
 
 
+async def test_an_edited_request_is_sent_as_a_new_flow(proxy: Proxy, origin: OriginServer) -> None:
+    app = ProxycapApp(proxy.store_path, proxy.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        with proxy.client() as c:
+            await asyncio.to_thread(c.post, f"{origin.url}/echo", content=b"hello", headers={"x-a": "1"})
+        await until(pilot, lambda: len(app.view) == 1)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EditScreen), what="the editor")
+        area = app.screen.query_one(TextArea)
+        assert area.text.startswith(f"POST {origin.url}/echo HTTP/1.1\n") and area.text.endswith("\n\nhello")
+        area.load_text("POST nothing")
+        await pilot.press("ctrl+s")  # unreadable: the editor stays, saying why
+        assert isinstance(app.screen, EditScreen) and "METHOD URL HTTP/VERSION" in str(
+            app.screen.query_one("#edit-error", Static).render())
+        area.load_text(f"PUT {origin.url}/echo?edited=1 HTTP/1.1\nx-b: 2\n\nhello again")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: len(app.view) == 2 and listed(app)[1]["status"] == 200, what="the edited flow")
+        first, again = (app.worker_store.load_flow(r["seq"]) for r in listed(app))
+        assert again.metadata[META_REPLAY_OF] == first.id and first.request.method == "POST"
+        echoed = json.loads(again.response.content)  # what the origin received
+        assert echoed["method"] == "PUT" and echoed["query"] == "edited=1" and echoed["body"] == "hello again"
+        assert echoed["headers"]["x-b"] == "2" and "x-a" not in echoed["headers"]
+        assert echoed["headers"]["host"] == origin.url.removeprefix("http://")  # dropped in the editor: added back
+
+
 async def test_browsing_a_capture_offers_no_replay(tmp_path: Path) -> None:
     app = ProxycapApp(build_store(tmp_path / "s.db", 3), None)
     async with app.run_test(size=(120, 36)):
-        assert not app.check_action("replay", ())
+        assert not app.check_action("replay", ()) and not app.check_action("edit_replay", ())
 
 
 def test_startup_errors_print_one_line_before_the_ui(

@@ -40,6 +40,7 @@ from proxycap.tui import keys, switching
 from proxycap.tui.clients import ClientRow, ClientsPanel, ReverseDNS, client_rows
 from proxycap.tui.commands import ProxycapCommands
 from proxycap.tui.driver import PromptEscapeDriver
+from proxycap.tui.edit import EditError, EditScreen, request_text
 from proxycap.tui.filter_bar import FilterBar
 from proxycap.tui.flow_list import FlowList
 from proxycap.tui.inspector import Inspector
@@ -82,7 +83,7 @@ BUS_LIMIT = 50_000
 UNMOUNT_WAIT = 5.0  # seconds to let running workers finish on exit
 INSPECTOR_ACTIONS = {"zoom_inspector", "show_tab", "body_view", "toggle_raw", "more_body", "search_body",
                      "next_match"}
-WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause", "replay"}
+WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause", "replay", "edit_replay"}
 
 
 async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
@@ -543,16 +544,40 @@ class ProxycapApp(App[int]):
         if self.flows.selected is not None:
             self._replay(self.flows.selected)
 
+    def action_edit_replay(self) -> None:
+        if self.flows.selected is not None:
+            self._edit(self.flows.selected)
+
     @work(thread=True, group="replay", exit_on_error=False)
-    def _replay(self, seq: int) -> None:
+    def _edit(self, seq: int) -> None:
+        original = self.worker_store.load_flow(seq)
+        try:
+            if not isinstance(original, http.HTTPFlow):
+                raise EditError("it is not an HTTP flow")
+            text = request_text(original.request)
+        except EditError as e:
+            self.call_from_thread(self.notify, f"flow #{seq} cannot be edited: {e}", severity="warning")
+            return
+
+        def done(request: http.Request | None) -> None:
+            if request is not None:
+                self._replay(seq, request)
+
+        self.call_from_thread(self.push_screen, EditScreen(seq, original.request, text), done)
+
+    @work(thread=True, group="replay", exit_on_error=False)
+    def _replay(self, seq: int, request: http.Request | None = None) -> None:
         """Replay a copy (a new flow, naming the original), as Fiddler reissues a session: mitmproxy would replay
-        the flow itself and overwrite its response, and the stored flow would change under the user."""
+        the flow itself and overwrite its response, and the stored flow would change under the user. ``request``:
+        an edited one to send instead of the captured."""
         assert self.session is not None
         original = self.worker_store.load_flow(seq)
         if not isinstance(original, http.HTTPFlow):
             self.call_from_thread(self.notify, f"flow #{seq} cannot be replayed", severity="warning")
             return
         again = original.copy()
+        if request is not None:
+            again.request = request
         again.metadata[META_REPLAY_OF] = original.id
         try:
             error = self.session.engine.replay(again)

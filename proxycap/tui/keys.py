@@ -38,6 +38,8 @@ KEYS: tuple[Key, ...] = (
     Key("m", "toggle_mark", "Mark", "Mark or unmark the selected flow"),
     Key("R", "replay", "Replay", "Resend the selected flow's request through the proxy: the answer comes as a new "
         "flow, which names the original (Details tab)"),
+    Key("e", "edit_replay", "Edit", "Edit the selected flow's request (method, URL, headers, text body), then send it "
+        "with ctrl+s: the answer comes as a new flow", footer=False),
     Key("d,delete", "delete", "Delete", "Delete the marked flows (or the selected one) from the store"),
     Key("c", "clear_view", "Clear", "Clear the view: hide every flow so far (the store keeps them)"),
     Key("C", "unclear_view", "Unclear", "Show the flows hidden by clear again", footer=False),
