@@ -39,7 +39,7 @@ from proxycap.tui import view as view_module
 from proxycap.tui.app import ProxycapApp, tick_interval
 from proxycap.tui.edit import EditScreen
 from proxycap.tui.filter_bar import DEBOUNCE, FilterBar
-from proxycap.tui.flow_list import FlowList
+from proxycap.tui.flow_list import COLUMNS, FlowList
 from proxycap.tui.flowdoc import DocOptions, FlowDoc
 from proxycap.tui.keybar import KeyBar
 from proxycap.tui.screens import HelpScreen
@@ -660,6 +660,8 @@ async def test_replay_resends_a_flow_as_a_new_one_naming_the_original(proxy: Pro
         first, again = (app.worker_store.load_flow(r["seq"]) for r in listed(app))
         assert again.id != first.id and again.metadata[META_REPLAY_OF] == first.id
         assert listed(app)[1]["replay_of"] == first.id
+        method = next(c for c in COLUMNS if c.order == "method")
+        assert [method.cell(r) for r in listed(app)] == ["GET", "↻GET"]
         assert again.is_replay == "request" and again.request.url == first.request.url
         assert again.response.content == first.response.content == JSON_BYTES
         assert first.response.timestamp_start < again.response.timestamp_start  # answered again, not copied

@@ -26,6 +26,7 @@ from proxycap.tui.scrolling import QuickScrollBars, plain_box, set_virtual_size
 from proxycap.tui.view import Change, FlowView, Row
 
 MARK = "●"
+REPLAY = "↻"  # before the method of a replayed flow, as in mitmproxy's console
 FEW_LINES = 4  # changed rows repainted line by line; more repaint the list (cheaper for Textual than many regions)
 
 
@@ -58,7 +59,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("#", "seq", 0, 100, lambda r: str(r["seq"]), right=True),
     Column("Time", "ts", 12, 30, lambda r: fmt.clock(r["ts"])),
     Column("Client", "client_ip", 15, 20, lambda r: r["client_ip"] or ""),
-    Column("Method", "method", 7, 80, lambda r: r["method"] or ""),
+    Column("Method", "method", 7, 80, lambda r: (REPLAY if r.get("replay_of") else "") + (r["method"] or "")),
     Column("Host", "host", 16, 90, host_port, flex=1, max_width=32),
     Column("Path", "path", 16, 100, lambda r: r["path"] or "", flex=3),
     Column("Status", "status", 6, 95, fmt.status),
