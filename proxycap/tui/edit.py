@@ -6,6 +6,8 @@ body. Only a text body can be edited; a binary one is replayed as captured (``R`
 
 from __future__ import annotations
 
+import re
+
 from mitmproxy import http
 from mitmproxy.net.http import url as urls
 from rich.text import Text
@@ -14,6 +16,9 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
+
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+_VERSION = re.compile(r"HTTP/\d(\.\d)?")
 
 
 class EditError(ValueError):
@@ -39,7 +44,7 @@ def edited(request: http.Request, text: str) -> http.Request:
     head, _, body = text.replace("\r\n", "\n").partition("\n\n")
     first, *lines = head.split("\n")
     parts = first.split()
-    if len(parts) != 3:
+    if len(parts) != 3 or not _METHOD.fullmatch(parts[0]) or not _VERSION.fullmatch(parts[2]):
         raise EditError(f"the first line must be METHOD URL HTTP/VERSION, not {first!r}")
     new = request.copy()
     new.method, new.http_version = parts[0], parts[2]
