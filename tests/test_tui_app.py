@@ -665,6 +665,9 @@ async def test_replay_resends_a_flow_as_a_new_one_naming_the_original(proxy: Pro
         assert again.is_replay == "request" and again.request.url == first.request.url
         assert again.response.content == first.response.content == JSON_BYTES
         assert first.response.timestamp_start < again.response.timestamp_start  # answered again, not copied
+        await pilot.press("G", "enter", "3")
+        await until(pilot, lambda: app.inspector.doc is not None and app.inspector.active_tab == "details")
+        assert any(line.split() == ["Replay", "of", "#1"] for line in app.inspector.lines("details").plain_lines())
 
 
 async def test_an_edited_request_is_sent_as_a_new_flow(proxy: Proxy, origin: OriginServer) -> None:

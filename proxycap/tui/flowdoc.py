@@ -97,6 +97,12 @@ def _alpn(value: bytes | None) -> str | None:
     return value.decode("ascii", "replace") if value else None
 
 
+def _original(flow_id: str | None, seq: int | None) -> str | None:
+    if not flow_id:
+        return None
+    return f"#{seq}" if seq is not None else f"{flow_id} (no longer stored)"
+
+
 def details(f: http.HTTPFlow | None, row: dict[str, Any]) -> list[Text]:
     """Timing, connection and TLS facts, and what went wrong."""
     s = summarize(f) if f is not None else row
@@ -110,7 +116,7 @@ def details(f: http.HTTPFlow | None, row: dict[str, Any]) -> list[Text]:
         ("Status", status_text(s).plain),
         ("Started", fmt.clock(s["ts"])),
         ("HTTP version", s.get("http_version")),
-        ("Replay of", s.get("replay_of")),
+        ("Replay of", _original(s.get("replay_of"), row.get("replay_of_seq"))),
     ])
     lines += _section("Timing", [
         ("Connect", fmt.duration(s.get("connect_ms"))),

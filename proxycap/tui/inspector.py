@@ -140,6 +140,8 @@ class Inspector(Vertical):
             if row is None:
                 self.app.call_from_thread(self._title, Text(f"#{seq} was deleted", Style(dim=True)))
                 return
+            if row.get("replay_of"):  # the original by its number, as the list shows it (None: deleted since)
+                row = {**row, "replay_of_seq": self.store.seq_of(row["replay_of"])}
             loaded = (self.store.load_flow(seq), row)
         worker = get_current_worker()
         # A preview only for a flow opened afresh: cut short, it would move a reader of the full body up to its end.
