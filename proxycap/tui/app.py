@@ -561,17 +561,20 @@ class ProxycapApp(App[int]):
 
         def done(request: http.Request | None) -> None:
             if request is not None:
-                self._replay(seq, request)
+                self._replay(seq, original, request)
 
         self.call_from_thread(self.push_screen, EditScreen(seq, original.request, text), done)
 
     @work(thread=True, group="replay", exit_on_error=False)
-    def _replay(self, seq: int, request: http.Request | None = None) -> None:
+    def _replay(
+        self, seq: int, original: http.HTTPFlow | None = None, request: http.Request | None = None
+    ) -> None:
         """Replay a copy (a new flow, naming the original), as Fiddler reissues a session: mitmproxy would replay
-        the flow itself and overwrite its response, and the stored flow would change under the user. ``request``:
-        an edited one to send instead of the captured."""
+        the flow itself and overwrite its response, and the stored flow would change under the user. ``original``:
+        the flow if already loaded; ``request``: an edited one to send instead of the captured."""
         assert self.session is not None
-        original = self.worker_store.load_flow(seq)
+        if original is None:
+            original = self.worker_store.load_flow(seq)
         if not isinstance(original, http.HTTPFlow):
             self.call_from_thread(self.notify, f"flow #{seq} cannot be replayed", severity="warning")
             return
