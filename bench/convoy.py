@@ -26,9 +26,20 @@ def build(path: Path, n: int) -> None:
         for i in range(n):
             ip, host = f"127.0.2.{i % 8}", f"127.0.1.{i % 8}"
             url = f"http://{host}/x/{i}"
-            summary = {"id": f"id{i}", "ts": float(i), "client_ip": ip, "client_port": 5000 + i % 100,
-                       "method": "GET", "scheme": "http", "host": host, "port": 80, "path": f"/x/{i}", "url": url,
-                       "status": 200, "state": "done"}
+            summary = {
+                "id": f"id{i}",
+                "ts": float(i),
+                "client_ip": ip,
+                "client_port": 5000 + i % 100,
+                "method": "GET",
+                "scheme": "http",
+                "host": host,
+                "port": 80,
+                "path": f"/x/{i}",
+                "url": url,
+                "status": 200,
+                "state": "done",
+            }
             rows.append((summary, None))
             if len(rows) == 5000:
                 store.write(rows)

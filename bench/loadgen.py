@@ -240,9 +240,7 @@ def _thread_loop(
     out.update(lat=lat, errors=errors, first=first, last=last, done=done, last_error=last_error, total=total)
 
 
-def _worker(
-    spec: LoadSpec, proc: int, quota: int | None, results: Any, progress: Any, start: float, stop: Any
-) -> None:
+def _worker(spec: LoadSpec, proc: int, quota: int | None, results: Any, progress: Any, start: float, stop: Any) -> None:
     outs: list[dict[str, Any]] = [{} for _ in range(spec.conns)]
     per_thread = None if quota is None else -(-quota // spec.conns)
     threads = [
@@ -292,7 +290,8 @@ class LoadGen:
         self._started = time.monotonic() + SPAWN_ALLOWANCE
         for i in range(spec.procs):
             p = self._ctx.Process(
-                target=_worker, args=(spec, i, quota, self._results, self._progress, self._started, self._stop),
+                target=_worker,
+                args=(spec, i, quota, self._results, self._progress, self._started, self._stop),
                 daemon=True,
             )
             p.start()

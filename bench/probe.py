@@ -31,22 +31,28 @@ def _pct(xs: list[float], q: float) -> float:
 
 def report(data: dict[str, Any], start: float, end: float) -> str:
     """The probe's samples between ``start`` and ``end`` (epoch seconds), as text."""
-    lags = sorted(data["lag"][len(data["lag"]) // 4:])  # the first quarter is start-up and warmup
+    lags = sorted(data["lag"][len(data["lag"]) // 4 :])  # the first quarter is start-up and warmup
     cpu = [(t, c) for t, c in data["cpu"] if start <= t <= end]
-    out = [f"engine loop lag ms: p50 {_pct(lags, .5):.1f}  p99 {_pct(lags, .99):.1f}  p99.9 {_pct(lags, .999):.1f}"
-           f"  max {max(lags, default=0):.1f}  (>10 ms: {sum(x > 10 for x in lags)} of {len(lags)})"]
+    out = [
+        f"engine loop lag ms: p50 {_pct(lags, 0.5):.1f}  p99 {_pct(lags, 0.99):.1f}  p99.9 {_pct(lags, 0.999):.1f}"
+        f"  max {max(lags, default=0):.1f}  (>10 ms: {sum(x > 10 for x in lags)} of {len(lags)})"
+    ]
     if len(cpu) >= 2:
         (t0, a), (t1, b) = cpu[0], cpu[-1]
         shares = {k: (b[k] - a.get(k, 0)) / (t1 - t0) for k in b}
-        out.append("CPU, cores: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])
-                                               if v >= 0.005))
+        out.append(
+            "CPU, cores: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v >= 0.005)
+        )
     pauses: dict[tuple[int, str], list[float]] = collections.defaultdict(list)
     for t, gen, ms, thread in data["gc"]:
         if start <= t <= end:
             pauses[(gen, thread)].append(ms)
     for (gen, thread), ms in sorted(pauses.items()):
-        out.append(f"GC gen{gen} on {thread}: {len(ms)} pauses, median {statistics.median(ms):.1f} ms, "
-                   f"max {max(ms):.1f} ms, total {sum(ms):.0f} ms")
+        out.append(
+            f"GC gen{gen} on {thread}: {len(ms)} pauses, median {statistics.median(ms):.1f} ms, "
+            f"max {max(ms):.1f} ms, total {sum(ms):.0f} ms"
+        )
     return "\n".join(out)
 
 

@@ -48,8 +48,14 @@ def top(collapsed: Path, n: int = 25) -> str:
 
 
 @contextlib.contextmanager
-def under_load(proxy: str, shape: str, seconds: float, out: Path, variants: dict[str, Path] | None = None,
-               extra_env: dict[str, str] | None = None) -> Iterator[tuple[Target, LoadGen]]:
+def under_load(
+    proxy: str,
+    shape: str,
+    seconds: float,
+    out: Path,
+    variants: dict[str, Path] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[Target, LoadGen]]:
     """An origin and ``proxy`` started, ``shape`` load running through it for ``seconds`` after 1.5 s of warmup
     and start-up; inside the block, measure, then ``wait()`` for the load's result."""
     out = out.resolve()  # proxies start in it
@@ -63,8 +69,15 @@ def under_load(proxy: str, shape: str, seconds: float, out: Path, variants: dict
             target = Target(proxy, env)
             target.start()
             try:
-                spec = LoadSpec(target.port, org.port, org.tls_port, SHAPES[shape], duration=seconds + 2,
-                                warmup=1.0, proxy_ca=str(env.proxy_ca))
+                spec = LoadSpec(
+                    target.port,
+                    org.port,
+                    org.tls_port,
+                    SHAPES[shape],
+                    duration=seconds + 2,
+                    warmup=1.0,
+                    proxy_ca=str(env.proxy_ca),
+                )
                 gen = LoadGen(spec).start()
                 time.sleep(1.5)
                 yield target, gen
@@ -90,9 +103,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raw = args.out / f"{args.proxy}-{args.shape}.txt"
     with under_load(args.proxy, args.shape, args.seconds, args.out) as (target, gen):
-        subprocess.run([pyspy, "record", "-p", str(target.pid), "-d", str(int(args.seconds)), "-r",
-                        str(args.rate), "--threads", "-f", "raw", "-o", str(raw), "--nonblocking"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                pyspy,
+                "record",
+                "-p",
+                str(target.pid),
+                "-d",
+                str(int(args.seconds)),
+                "-r",
+                str(args.rate),
+                "--threads",
+                "-f",
+                "raw",
+                "-o",
+                str(raw),
+                "--nonblocking",
+            ],
+            check=True,
+            capture_output=True,
+        )
         res = gen.wait()
     print(f"{args.proxy} {args.shape}: {res.rps:.0f} req/s while profiled; stacks in {raw}")
     print(top(raw))

@@ -32,8 +32,11 @@ def _ok(flag: bool) -> str:
 
 
 def throughput_table(rows: list[dict[str, Any]]) -> str:
-    out = ["| shape | proxy | req/s | x | p50 ms | x | p99 ms | x | CPU ms/req | x | peak RSS MB | x | start s "
-           "| errors | target |", "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    out = [
+        "| shape | proxy | req/s | x | p50 ms | x | p99 ms | x | CPU ms/req | x | peak RSS MB | x | start s "
+        "| errors | target |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
     for r in rows:
         verdict = ""
         if r["proxy"] in CHECKED and r["rps_x"] is not None:
@@ -48,9 +51,10 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
 
 
 def memory_table(rows: list[dict[str, Any]]) -> str:
-    out = ["| proxy | flows | req/s | RSS start | 25% | 50% | 100% | settled | peak | stored flows | store MB "
-           "| stop s |",
-           "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    out = [
+        "| proxy | flows | req/s | RSS start | 25% | 50% | 100% | settled | peak | stored flows | store MB | stop s |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
     for r in rows:
         pts = [_f(p["rss_mb"]) for p in r["points"]] + ["-"] * (4 - len(r["points"]))
         out.append(
@@ -69,18 +73,25 @@ def ui_tables(ui: dict[str, Any]) -> str:
         parts.append("| filter | path | matches | median ms | max ms | target |\n|---|---|--:|--:|--:|---|")
         for r in f["rows"]:
             verdict = _ok(r["median_ms"] <= FILTER_MAX_MS) if r.get("checked") else ""
-            parts.append(f"| {r['name']} | {r['path']} | {_f(r['matches'])} | {_f(r['median_ms'], 1)} | "
-                         f"{_f(r['max_ms'], 1)} | {verdict} |")
+            parts.append(
+                f"| {r['name']} | {r['path']} | {_f(r['matches'])} | {_f(r['median_ms'], 1)} | "
+                f"{_f(r['max_ms'], 1)} | {verdict} |"
+            )
     if ui.get("keys"):
         k = ui["keys"]
-        parts.append(f"\nKeypress to updated frame in `proxycap tui` ({k['flows']:,} flows in the list, load running: "
-                     f"{_f(k.get('load_rps'))} req/s; tmux poll overhead {_f(k.get('poll_ms'), 1)} ms):\n")
-        parts.append("| action | n | timeouts (10 s) | median ms | p90 ms | max ms | target |\n"
-                     "|---|--:|--:|--:|--:|--:|---|")
+        parts.append(
+            f"\nKeypress to updated frame in `proxycap tui` ({k['flows']:,} flows in the list, load running: "
+            f"{_f(k.get('load_rps'))} req/s; tmux poll overhead {_f(k.get('poll_ms'), 1)} ms):\n"
+        )
+        parts.append(
+            "| action | n | timeouts (10 s) | median ms | p90 ms | max ms | target |\n|---|--:|--:|--:|--:|--:|---|"
+        )
         for r in k["rows"]:
-            parts.append(f"| {r['action']} | {r['n']} | {r.get('timeouts', 0)} | {_f(r['median_ms'], 1)} | "
-                         f"{_f(r['p90_ms'], 1)} | {_f(r['max_ms'], 1)} | "
-                         f"{_ok(r['median_ms'] <= KEY_MAX_MS and not r.get('timeouts')) if r['n'] else 'MISS'} |")
+            parts.append(
+                f"| {r['action']} | {r['n']} | {r.get('timeouts', 0)} | {_f(r['median_ms'], 1)} | "
+                f"{_f(r['p90_ms'], 1)} | {_f(r['max_ms'], 1)} | "
+                f"{_ok(r['median_ms'] <= KEY_MAX_MS and not r.get('timeouts')) if r['n'] else 'MISS'} |"
+            )
     if ui.get("pending"):
         parts.append(f"\nUI keypress timing pending: {ui['pending']}")
     return "\n".join(parts)
@@ -88,19 +99,27 @@ def ui_tables(ui: dict[str, Any]) -> str:
 
 def render(result: dict[str, Any]) -> str:
     m = result.get("machine", {})
-    parts = [f"proxycap bench — {m.get('cpu', '?')}, {m.get('cpus', '?')} CPUs, {m.get('memory_gb', '?')} GB; "
-             f"Python {m.get('python')}, mitmproxy {m.get('mitmproxy')}, textual {m.get('textual')}",
-             f"command: {result.get('command')}"]
+    parts = [
+        f"proxycap bench — {m.get('cpu', '?')}, {m.get('cpus', '?')} CPUs, {m.get('memory_gb', '?')} GB; "
+        f"Python {m.get('python')}, mitmproxy {m.get('mitmproxy')}, textual {m.get('textual')}",
+        f"command: {result.get('command')}",
+    ]
     if result.get("skipped"):
         parts.append("skipped: " + ", ".join(f"{k} ({v})" for k, v in result["skipped"].items()))
     if "throughput" in result:
-        parts += ["", "## Throughput and latency (medians over rounds; x = ratio to mitmdump)", "",
-                  throughput_table(result["throughput"]["table"])]
+        parts += [
+            "",
+            "## Throughput and latency (medians over rounds; x = ratio to mitmdump)",
+            "",
+            throughput_table(result["throughput"]["table"]),
+        ]
         starts = [r for r in result["throughput"]["table"] if r["proxy"] in CHECKED]
         if starts:
             worst = max(r["start_s"] for r in starts)
-            parts.append(f"\nstart to listening (proxycap, worst median): {worst:.2f} s — "
-                         f"{_ok(worst <= START_MAX_S)} (target {START_MAX_S} s)")
+            parts.append(
+                f"\nstart to listening (proxycap, worst median): {worst:.2f} s — "
+                f"{_ok(worst <= START_MAX_S)} (target {START_MAX_S} s)"
+            )
     if "memory" in result:
         parts += ["", "## Memory: flows with 64 KB responses (RSS in MB)", "", memory_table(result["memory"])]
     if "ui" in result:
@@ -131,8 +150,9 @@ def chart(result: dict[str, Any], path: Path, log: Callable[[str], None]) -> Non
     axes[0].set_ylabel("req/s relative to mitmdump")
     axes[0].legend(fontsize=8)
     for m in result.get("memory", []):
-        axes[1].plot([p["flows"] for p in m["points"]], [p["rss_mb"] for p in m["points"]], marker="o",
-                     label=m["proxy"])
+        axes[1].plot(
+            [p["flows"] for p in m["points"]], [p["rss_mb"] for p in m["points"]], marker="o", label=m["proxy"]
+        )
     axes[1].axhline(RSS_MAX_MB, color="red", linestyle="--", linewidth=1)
     axes[1].set_xlabel("flows (64 KB responses)")
     axes[1].set_ylabel("RSS MB")

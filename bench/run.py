@@ -44,9 +44,18 @@ class Origin:
 def origin(workdir: Path) -> Iterator[Origin]:
     """The bench origin in its own process, on 127.0.0.1 and the HOSTS addresses."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.origin", "--pki", str(workdir / "origin-pki"), "--hosts",
-         ",".join(("127.0.0.1", *HOSTS))],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "bench.origin",
+            "--pki",
+            str(workdir / "origin-pki"),
+            "--hosts",
+            ",".join(("127.0.0.1", *HOSTS)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert proc.stdout is not None
@@ -75,15 +84,24 @@ def throughput(args: argparse.Namespace, env: Env, org: Origin, proxies: list[st
     """One sample per (round, shape, proxy); the proxy order rotates every round."""
     samples: list[dict[str, Any]] = []
     for rnd in range(args.rounds):
-        order = proxies[rnd % len(proxies):] + proxies[: rnd % len(proxies)]
+        order = proxies[rnd % len(proxies) :] + proxies[: rnd % len(proxies)]
         for shape in args.shapes:
             for name in order:
                 target = Target(name, env)
                 try:
                     start_s = target.start()
-                    spec = LoadSpec(target.port, org.port, org.tls_port, SHAPES[shape], duration=args.duration,
-                                    warmup=args.warmup, procs=args.procs, conns=args.conns,
-                                    proxy_ca=str(env.proxy_ca), max_requests=args.requests)
+                    spec = LoadSpec(
+                        target.port,
+                        org.port,
+                        org.tls_port,
+                        SHAPES[shape],
+                        duration=args.duration,
+                        warmup=args.warmup,
+                        procs=args.procs,
+                        conns=args.conns,
+                        proxy_ca=str(env.proxy_ca),
+                        max_requests=args.requests,
+                    )
                     cpu0 = target.cpu()
                     with RssSampler(target.pid) as sampler:
                         res = run_load(spec)
@@ -96,14 +114,27 @@ def throughput(args: argparse.Namespace, env: Env, org: Origin, proxies: list[st
                 finally:
                     target.stop()
                     target.remove_store()
-                samples.append({
-                    "round": rnd, "shape": shape, "proxy": name, "rps": res.rps, "p50_ms": res.p50,
-                    "p99_ms": res.p99, "cpu_ms": cpu_ms, "rss_mb": peak, "start_s": start_s, "requests": res.requests,
-                    "errors": res.errors, "last_error": res.last_error,
-                })
-                log(f"round {rnd + 1}/{args.rounds} {shape:13} {name:11} {res.rps:7.0f} req/s  p50 {res.p50:6.1f}  "
+                samples.append(
+                    {
+                        "round": rnd,
+                        "shape": shape,
+                        "proxy": name,
+                        "rps": res.rps,
+                        "p50_ms": res.p50,
+                        "p99_ms": res.p99,
+                        "cpu_ms": cpu_ms,
+                        "rss_mb": peak,
+                        "start_s": start_s,
+                        "requests": res.requests,
+                        "errors": res.errors,
+                        "last_error": res.last_error,
+                    }
+                )
+                log(
+                    f"round {rnd + 1}/{args.rounds} {shape:13} {name:11} {res.rps:7.0f} req/s  p50 {res.p50:6.1f}  "
                     f"p99 {res.p99:6.1f} ms  cpu/req {cpu_ms:5.2f} ms  peak {peak:6.0f} MB  start {start_s:.2f} s  "
-                    f"errors {res.errors}")
+                    f"errors {res.errors}"
+                )
     return samples
 
 
@@ -111,8 +142,10 @@ def summarize(samples: list[dict[str, Any]], baseline: str = "mitmdump") -> list
     """Medians over rounds per (shape, proxy), with every figure as a ratio to the baseline's."""
     rows: list[dict[str, Any]] = []
     order = list(dict.fromkeys(s["proxy"] for s in samples))
-    keys = sorted({(s["shape"], s["proxy"]) for s in samples if "rps" in s},
-                  key=lambda k: (list(SHAPES).index(k[0]), order.index(k[1])))
+    keys = sorted(
+        {(s["shape"], s["proxy"]) for s in samples if "rps" in s},
+        key=lambda k: (list(SHAPES).index(k[0]), order.index(k[1])),
+    )
     for shape, proxy in keys:
         ss = [s for s in samples if s["shape"] == shape and s["proxy"] == proxy and "rps" in s]
         row: dict[str, Any] = {"shape": shape, "proxy": proxy, "rounds": len(ss)}
@@ -138,9 +171,21 @@ def memory(args: argparse.Namespace, env: Env, org: Origin, proxies: list[str]) 
         target.remove_store()
         target.start()
         n = args.flows
-        spec = LoadSpec(target.port, org.port, org.tls_port, SHAPES["http-ka-64k"], duration=max(60.0, n / 10),
-                        warmup=0, procs=args.procs, conns=args.conns, hosts=HOSTS, sources=SOURCES,
-                        max_requests=n, rotate_every=50, proxy_ca=str(env.proxy_ca))
+        spec = LoadSpec(
+            target.port,
+            org.port,
+            org.tls_port,
+            SHAPES["http-ka-64k"],
+            duration=max(60.0, n / 10),
+            warmup=0,
+            procs=args.procs,
+            conns=args.conns,
+            hosts=HOSTS,
+            sources=SOURCES,
+            max_requests=n,
+            rotate_every=50,
+            proxy_ca=str(env.proxy_ca),
+        )
         points = [{"flows": 0, "rss_mb": target.rss(), "t_s": 0.0}]
         t0 = time.monotonic()
         try:
@@ -160,9 +205,17 @@ def memory(args: argparse.Namespace, env: Env, org: Origin, proxies: list[str]) 
             t_stop = time.monotonic()
             target.stop(timeout=300)  # a store writer with a backlog flushes it before exiting
             stop_s = time.monotonic() - t_stop
-        row = {"proxy": name, "flows": res.requests, "errors": res.errors, "rps": res.rps, "points": points,
-               "settled_rss_mb": settled, "peak_rss_mb": peak, "stop_s": stop_s, "store": str(target.store) if name in
-               ("record", "tui") else None}
+        row = {
+            "proxy": name,
+            "flows": res.requests,
+            "errors": res.errors,
+            "rps": res.rps,
+            "points": points,
+            "settled_rss_mb": settled,
+            "peak_rss_mb": peak,
+            "stop_s": stop_s,
+            "store": str(target.store) if name in ("record", "tui") else None,
+        }
         if row["store"]:
             from proxycap.store import Store
 
@@ -187,14 +240,18 @@ def machine() -> dict[str, Any]:
     import proxycap
 
     info: dict[str, Any] = {
-        "python": platform.python_version(), "mitmproxy": mitmproxy.version.VERSION,
-        "textual": getattr(textual, "__version__", "?"), "proxycap": proxycap.__version__,
-        "platform": platform.platform(), "cpus": len(__import__("os").sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "mitmproxy": mitmproxy.version.VERSION,
+        "textual": getattr(textual, "__version__", "?"),
+        "proxycap": proxycap.__version__,
+        "platform": platform.platform(),
+        "cpus": len(__import__("os").sched_getaffinity(0)),
     }
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")),
-                           "?")
+        info["cpu"] = next(
+            (ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")), "?"
+        )
     with contextlib.suppress(OSError, ValueError):
         meminfo = Path("/proc/meminfo").read_text().splitlines()
         kb = int(next(ln for ln in meminfo if ln.startswith("MemTotal")).split()[1])
@@ -203,8 +260,9 @@ def machine() -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="tiny load, 1 round: checks the harness works")
     p.add_argument("--scenarios", default="throughput,memory,ui", help="comma-separated (default: all)")
     p.add_argument("--proxies", default=",".join(ALL_PROXIES), help="comma-separated; missing tools are skipped")
@@ -219,8 +277,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--memory-proxies", default="record,mitmweb", help="proxies for the memory scenario")
     p.add_argument("--ui-store", type=Path, help="run the ui scenario on this store (default: the memory run's)")
     p.add_argument("--ui-keys", type=int, default=15, help="keypresses timed per UI action")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
-                   help="also run proxycap from DIR (first on PYTHONPATH) as record@NAME / tui@NAME")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also run proxycap from DIR (first on PYTHONPATH) as record@NAME / tui@NAME",
+    )
     p.add_argument("--json", type=Path, help="write every sample and the tables as JSON")
     p.add_argument("--png", type=Path, help="write a chart (needs matplotlib; skipped without it)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out", help="work folder (stores, logs)")
@@ -253,8 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         name, _, path = v.partition("=")
         env.variants[name] = Path(path).resolve()
     ensure_ca(env.confdir)
-    result: dict[str, Any] = {"machine": machine(), "command": " ".join(["python -m bench", *(argv or sys.argv[1:])]),
-                              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "command": " ".join(["python -m bench", *(argv or sys.argv[1:])]),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
     proxies = []
     for name in [p for p in args.proxies.split(",") if p]:
         ok, why = env.available(name)

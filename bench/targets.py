@@ -177,8 +177,9 @@ class TmuxControl:
 
     def __init__(self, tmux: Tmux, name: str) -> None:
         argv = [tmux.exe, "-L", tmux.socket, "-C", "attach-session", "-f", "no-output,ignore-size", "-t", name]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     encoding="utf-8", errors="replace")
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8", errors="replace"
+        )
         self._reply()  # to the attach itself
 
     def command(self, *args: str) -> str:
@@ -287,18 +288,44 @@ class Target:
 
     def argv(self) -> list[str]:
         e, port = self.env, str(self.port)
-        mitm = ["--listen-host", "127.0.0.1", "-p", port, "--set", f"confdir={e.confdir}",
-                "--set", f"ssl_verify_upstream_trusted_ca={e.origin_ca}"]
+        mitm = [
+            "--listen-host",
+            "127.0.0.1",
+            "-p",
+            port,
+            "--set",
+            f"confdir={e.confdir}",
+            "--set",
+            f"ssl_verify_upstream_trusted_ca={e.origin_ca}",
+        ]
         proxycap = [sys.executable, "-m", "proxycap"]
-        pc = ["-p", port, "--store", str(self.store), "--confdir", str(e.confdir),
-              "--set", f"ssl_verify_upstream_trusted_ca={e.origin_ca}",
-              "--log-file", str(e.workdir / f"{self.tag}.log")]
+        pc = [
+            "-p",
+            port,
+            "--store",
+            str(self.store),
+            "--confdir",
+            str(e.confdir),
+            "--set",
+            f"ssl_verify_upstream_trusted_ca={e.origin_ca}",
+            "--log-file",
+            str(e.workdir / f"{self.tag}.log"),
+        ]
         return {
             "mitmdump": lambda: [e.tool("mitmdump"), "-q", *mitm],
             "record": lambda: [*proxycap, "record", "-q", *pc],
             "tui": lambda: [*proxycap, "tui", *pc],
-            "mitmweb": lambda: [e.tool("mitmweb"), "-q", "--set", "web_open_browser=false", "--web-host", "127.0.0.1",
-                                "--web-port", str(free_port()), *mitm],
+            "mitmweb": lambda: [
+                e.tool("mitmweb"),
+                "-q",
+                "--set",
+                "web_open_browser=false",
+                "--web-host",
+                "127.0.0.1",
+                "--web-port",
+                str(free_port()),
+                *mitm,
+            ],
             "mitmconsole": lambda: [e.tool("mitmproxy"), *mitm],
         }[self.name]()
 
@@ -332,8 +359,13 @@ class Target:
         else:
             self._log = open(self.env.workdir / f"{self.tag}.out", "wb")  # noqa: SIM115 - closed in stop()
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                env={**os.environ, **env}, cwd=self.env.workdir, start_new_session=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+                cwd=self.env.workdir,
+                start_new_session=True,
             )
             self.pid = self.proc.pid
         try:

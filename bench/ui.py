@@ -34,8 +34,12 @@ def _stats(xs: list[float]) -> dict[str, Any]:
     if not xs:
         return {"n": 0, "median_ms": None, "p90_ms": None, "max_ms": None}
     xs = sorted(xs)
-    return {"n": len(xs), "median_ms": statistics.median(xs), "p90_ms": xs[min(len(xs) - 1, int(len(xs) * 0.9))],
-            "max_ms": xs[-1]}
+    return {
+        "n": len(xs),
+        "median_ms": statistics.median(xs),
+        "p90_ms": xs[min(len(xs) - 1, int(len(xs) * 0.9))],
+        "max_ms": xs[-1],
+    }
 
 
 # --- filtering the store ---------------------------------------------------------------------------
@@ -58,27 +62,70 @@ def filter_timings(store_path: Path, repeats: int = 5) -> dict[str, Any]:
             def run() -> int:
                 found: list[int] = []
                 deadline = time.monotonic() + EXPR_CAP_S
-                scan_expr(store, ViewSpec(expr=text), 0, [], lambda b: found.extend(b.seqs),
-                          cancelled=lambda: time.monotonic() > deadline, reset=True)
+                scan_expr(
+                    store,
+                    ViewSpec(expr=text),
+                    0,
+                    [],
+                    lambda b: found.extend(b.seqs),
+                    cancelled=lambda: time.monotonic() > deadline,
+                    reset=True,
+                )
                 return len(found)
+
             return run
 
         cases: list[tuple[str, str, Callable[[], int], int, bool]] = [
-            (f"client {client}", "Store.seqs(Query(client_ip)) [SQL, index]",
-             lambda: len(store.seqs(Query(client_ip=client))), repeats, True),
-            (f"host {host}", "Store.seqs(Query(host)) [SQL, index]",
-             lambda: len(store.seqs(Query(host=host))), repeats, True),
-            (f"client {client}", "TUI clients panel: load_sql(ViewSpec(client_ip))",
-             lambda: len(load_sql(store, ViewSpec(client_ip=client)).seqs), repeats, True),
-            (f"host {host}", "TUI filter text (URL substring, SQL scan)",
-             lambda: len(load_sql(store, ViewSpec().with_filter(host)).seqs), repeats, True),
-            (f"~src {client}", "TUI filter expression (SQL on summaries)", expr(f"~src {re.escape(client)}"), repeats,
-             True),
+            (
+                f"client {client}",
+                "Store.seqs(Query(client_ip)) [SQL, index]",
+                lambda: len(store.seqs(Query(client_ip=client))),
+                repeats,
+                True,
+            ),
+            (
+                f"host {host}",
+                "Store.seqs(Query(host)) [SQL, index]",
+                lambda: len(store.seqs(Query(host=host))),
+                repeats,
+                True,
+            ),
+            (
+                f"client {client}",
+                "TUI clients panel: load_sql(ViewSpec(client_ip))",
+                lambda: len(load_sql(store, ViewSpec(client_ip=client)).seqs),
+                repeats,
+                True,
+            ),
+            (
+                f"host {host}",
+                "TUI filter text (URL substring, SQL scan)",
+                lambda: len(load_sql(store, ViewSpec().with_filter(host)).seqs),
+                repeats,
+                True,
+            ),
+            (
+                f"~src {client}",
+                "TUI filter expression (SQL on summaries)",
+                expr(f"~src {re.escape(client)}"),
+                repeats,
+                True,
+            ),
             (f"~d {host}", "TUI filter expression (SQL on summaries)", expr(f"~d {re.escape(host)}"), repeats, True),
-            (f"~d {host} & ~c 200", "TUI filter expression (SQL on summaries)",
-             expr(f"~d {re.escape(host)} & ~c 200"), repeats, True),
-            (f"~d {host} & ~bs x", "TUI filter expression (needs bodies: full-flow scan)",
-             expr(f"~d {re.escape(host)} & ~bs x"), 1, False),
+            (
+                f"~d {host} & ~c 200",
+                "TUI filter expression (SQL on summaries)",
+                expr(f"~d {re.escape(host)} & ~c 200"),
+                repeats,
+                True,
+            ),
+            (
+                f"~d {host} & ~bs x",
+                "TUI filter expression (needs bodies: full-flow scan)",
+                expr(f"~d {re.escape(host)} & ~bs x"),
+                1,
+                False,
+            ),
         ]
         rows = []
         for name, path, fn, n, checked in cases:
@@ -88,8 +135,16 @@ def filter_timings(store_path: Path, repeats: int = 5) -> dict[str, Any]:
                 matches = fn()
                 times.append(_ms(t0))
             capped = times[-1] >= EXPR_CAP_S * 1000
-            rows.append({"name": name, "path": path + (" — stopped at the cap" if capped else ""), "matches": matches,
-                         "median_ms": statistics.median(times), "max_ms": max(times), "checked": checked})
+            rows.append(
+                {
+                    "name": name,
+                    "path": path + (" — stopped at the cap" if capped else ""),
+                    "matches": matches,
+                    "median_ms": statistics.median(times),
+                    "max_ms": max(times),
+                    "checked": checked,
+                }
+            )
         return {"flows": total, "repeats": repeats, "rows": rows, "client": client, "host": host}
     finally:
         store.close()
@@ -130,7 +185,7 @@ class Screen:
             for i, tok in enumerate(tokens):
                 if i % 2:
                     if "48;" in tok:
-                        bg = tok[tok.index("48;"):]
+                        bg = tok[tok.index("48;") :]
                     elif tok in ("", "0"):
                         bg = ""
                     continue
@@ -200,8 +255,9 @@ def key_timings(s: Screen, hosts: tuple[str, ...], n: int, log: Callable[[str], 
     s.wait(lambda: s.cursor_seq() is not None)
     for _ in range(n):
         before = s.cursor_seq()
-        record("move selection (down)", s.timed(lambda: s.key("Down"),
-                                                lambda b=before: s.cursor_seq() not in (None, b)))
+        record(
+            "move selection (down)", s.timed(lambda: s.key("Down"), lambda b=before: s.cursor_seq() not in (None, b))
+        )
     # Apply a filter: "/" (wait until the input has the focus), then type a host and press enter in one go;
     # done when every row on screen is that host's.
     for i in range(n):
@@ -230,24 +286,50 @@ def key_timings(s: Screen, hosts: tuple[str, ...], n: int, log: Callable[[str], 
         record("open inspector", s.timed(lambda: s.key("Enter"), lambda: '"user"' in s.text()))
         record("close inspector", s.timed(lambda: s.key("Escape"), lambda: '"user"' not in s.text()))
         s.key("Down")
-    rows = [{"action": a, **_stats(results.get(a, [])), "timeouts": misses.get(a, 0)}
-            for a in ("move selection (down)", "apply filter (host text)", "clear filter", "open inspector",
-                      "close inspector")]
+    rows = [
+        {"action": a, **_stats(results.get(a, [])), "timeouts": misses.get(a, 0)}
+        for a in (
+            "move selection (down)",
+            "apply filter (host text)",
+            "clear filter",
+            "open inspector",
+            "close inspector",
+        )
+    ]
     for r in rows:
         log(f"ui: {r['action']}: median {r['median_ms']} ms over {r['n']} (timeouts {r['timeouts']})")
     return {"rows": rows, "poll_ms": statistics.median(poll)}
 
 
-def populate(args: argparse.Namespace, env: Env, org: Any, n: int, hosts: tuple[str, ...],
-             sources: tuple[str, ...], log: Callable[[str], None]) -> Path:
+def populate(
+    args: argparse.Namespace,
+    env: Env,
+    org: Any,
+    n: int,
+    hosts: tuple[str, ...],
+    sources: tuple[str, ...],
+    log: Callable[[str], None],
+) -> Path:
     """A store with ``n`` flows recorded through ``proxycap record`` (1 KB responses, 8 clients x 8 hosts)."""
     target = Target("record", env, store=env.workdir / "ui.db")
     target.remove_store()
     target.start()
     try:
-        spec = LoadSpec(target.port, org.port, org.tls_port, SHAPES["http-ka-1k"], duration=max(60.0, n / 20),
-                        warmup=0, procs=args.procs, conns=args.conns, hosts=hosts, sources=sources,
-                        max_requests=n, rotate_every=50, proxy_ca=str(env.proxy_ca))
+        spec = LoadSpec(
+            target.port,
+            org.port,
+            org.tls_port,
+            SHAPES["http-ka-1k"],
+            duration=max(60.0, n / 20),
+            warmup=0,
+            procs=args.procs,
+            conns=args.conns,
+            hosts=hosts,
+            sources=sources,
+            max_requests=n,
+            rotate_every=50,
+            proxy_ca=str(env.proxy_ca),
+        )
         res = LoadGen(spec).start().wait()
         log(f"ui: populated {res.requests:,} flows at {res.rps:.0f}/s")
     finally:
@@ -255,8 +337,9 @@ def populate(args: argparse.Namespace, env: Env, org: Any, n: int, hosts: tuple[
     return target.store
 
 
-def scenario(args: argparse.Namespace, env: Env, org: Any, store: Path | None,
-             log: Callable[[str], None], keys: bool = True) -> dict[str, Any]:
+def scenario(
+    args: argparse.Namespace, env: Env, org: Any, store: Path | None, log: Callable[[str], None], keys: bool = True
+) -> dict[str, Any]:
     """Filter timings on ``store`` (recorded here through ``proxycap record`` if None); then, with ``keys``,
     keypress-to-frame timings in ``proxycap tui`` on that store with load running."""
     from bench.run import HOSTS, SOURCES
@@ -287,9 +370,20 @@ def scenario(args: argparse.Namespace, env: Env, org: Any, store: Path | None,
         if s.wait(lambda: (s.shown() or (0, 0))[0] >= flows, timeout=60) is None:
             out["pending"] = f"the TUI did not show {flows} flows: {s.text()[-400:]}"
             return out
-        spec = LoadSpec(target.port, org.port, org.tls_port, SHAPES["http-ka-1k"], duration=600, warmup=0.5,
-                        procs=args.procs, conns=args.conns, hosts=HOSTS, sources=SOURCES, rotate_every=50,
-                        proxy_ca=str(env.proxy_ca))
+        spec = LoadSpec(
+            target.port,
+            org.port,
+            org.tls_port,
+            SHAPES["http-ka-1k"],
+            duration=600,
+            warmup=0.5,
+            procs=args.procs,
+            conns=args.conns,
+            hosts=HOSTS,
+            sources=SOURCES,
+            rotate_every=50,
+            proxy_ca=str(env.proxy_ca),
+        )
         gen = LoadGen(spec).start()
         time.sleep(2.0)
         keys = key_timings(s, HOSTS, args.ui_keys, log)

@@ -42,8 +42,10 @@ def ensure_ca(confdir: str | os.PathLike[str]) -> CAInfo:
         raise CAError(f"cannot create the CA in {path}: {e.strerror or e}; choose another --confdir") from None
     except ValueError as e:  # cryptography: a PEM file that does not parse
         reason = str(e.args[0] if e.args else e).split(". ")[0]
-        raise CAError(f"the CA in {path} cannot be read ({reason}); move its {BASENAME}-ca* files aside (a new CA "
-                      "must be trusted again) or choose another --confdir") from None
+        raise CAError(
+            f"the CA in {path} cannot be read ({reason}); move its {BASENAME}-ca* files aside (a new CA "
+            "must be trusted again) or choose another --confdir"
+        ) from None
     for name in SECRET_FILES:
         secret = path / name
         if secret.exists() and secret.stat().st_mode & 0o077:

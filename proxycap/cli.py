@@ -283,8 +283,13 @@ def cmd_tui(args: argparse.Namespace) -> int:
         from proxycap.tui.app import ProxycapApp
 
         # With the UI drawn, the bulk of what lives until exit exists; its frames take the full collections.
-        app = ProxycapApp(session.store_path, session, client=client, history_file=filter_history(),
-                          settle=lambda: gcsettle.settle(defer_full=True))
+        app = ProxycapApp(
+            session.store_path,
+            session,
+            client=client,
+            history_file=filter_history(),
+            settle=lambda: gcsettle.settle(defer_full=True),
+        )
         app.run()
     finally:
         session.stop()

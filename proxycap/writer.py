@@ -213,8 +213,10 @@ class StoreWriter:
         if flows:
             if not self._stripped:
                 held = human.pretty_size(self.hold_limit)
-                logger.error(f"the store still cannot be written and {held} of flows wait for it: "
-                             "new flows are kept without bodies until it can")
+                logger.error(
+                    f"the store still cannot be written and {held} of flows wait for it: "
+                    "new flows are kept without bodies until it can"
+                )
             self._stripped += flows
             with self._lock:  # the listener thread adds to bytes_out too
                 self.sub.bytes_out += size

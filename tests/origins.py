@@ -47,9 +47,7 @@ JSON_BYTES = json.dumps(JSON_DOC).encode()
 CHUNKS: list[bytes] = [f"chunk-{i}\n".encode() for i in range(10)]
 CHUNKED_TEXT = b"".join(CHUNKS).decode()
 HTML_BODY = b"<!doctype html>\n<html><head><title>proxycap</title></head><body><h1>Hello</h1></body></html>\n"
-XML_BODY = (
-    b'<?xml version="1.0" encoding="utf-8"?>\n<root><item id="1">one</item><item id="2">two</item></root>\n'
-)
+XML_BODY = b'<?xml version="1.0" encoding="utf-8"?>\n<root><item id="1">one</item><item id="2">two</item></root>\n'
 FORM_BODY = b"a=1&b=two"
 BYTES_PATTERN = b"0123456789abcdef"
 BYTES_CHUNK_SIZE = 256 * 1024  # multiple of len(BYTES_PATTERN), so every chunk starts in phase
@@ -69,15 +67,9 @@ def _make_png(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour
     rows = b"".join(
-        b"\x00" + b"".join(bytes(((x * 120) % 256, (y * 200) % 256, 90)) for x in range(width))
-        for y in range(height)
+        b"\x00" + b"".join(bytes(((x * 120) % 256, (y * 200) % 256, 90)) for x in range(width)) for y in range(height)
     )
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 PNG_BYTES = _make_png(3, 2)
@@ -186,9 +178,7 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def _send_bytes(send: Send, n: int) -> None:
     """Stream n pattern bytes in chunks, but announce Content-Length up front."""
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": _headers("application/octet-stream", n)}
-    )
+    await send({"type": "http.response.start", "status": 200, "headers": _headers("application/octet-stream", n)})
     block = BYTES_PATTERN * (BYTES_CHUNK_SIZE // len(BYTES_PATTERN))
     sent = 0
     while sent < n:
@@ -245,15 +235,11 @@ async def origin_app(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "http.response.body", "body": piece, "more_body": True})
         return await send({"type": "http.response.body", "body": b""})
     if path == "/gzip":
-        return await _respond(
-            send, 200, gzip.compress(JSON_BYTES), "application/json", content_encoding="gzip"
-        )
+        return await _respond(send, 200, gzip.compress(JSON_BYTES), "application/json", content_encoding="gzip")
     if path == "/br":
         if brotli is None:  # pragma: no cover
             return await _respond(send, 501, b"brotli not available\n", "text/plain")
-        return await _respond(
-            send, 200, brotli.compress(JSON_BYTES), "application/json", content_encoding="br"
-        )
+        return await _respond(send, 200, brotli.compress(JSON_BYTES), "application/json", content_encoding="br")
     if path == "/html":
         return await _respond(send, 200, HTML_BODY, "text/html; charset=utf-8")
     if path == "/xml":
@@ -290,9 +276,7 @@ class OriginServer:
     TLS with ALPN h2/http1.1; otherwise plain HTTP/1.1.
     """
 
-    def __init__(
-        self, pki: TestPKI | None = None, app: ASGIApp = origin_app, host: str = "127.0.0.1"
-    ) -> None:
+    def __init__(self, pki: TestPKI | None = None, app: ASGIApp = origin_app, host: str = "127.0.0.1") -> None:
         self.pki = pki
         self.app = app
         self.host = host
@@ -346,9 +330,7 @@ class OriginServer:
         self.port = sock.getsockname()[1]
         # hypercorn owns the dup; our fd lets us see when it starts listening.
         config = self._config(os.dup(sock.fileno()))
-        self._thread = threading.Thread(
-            target=self._run, args=(config,), name=f"origin-{self.port}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(config,), name=f"origin-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._thread.is_alive():

@@ -24,9 +24,28 @@ pytestmark = pytest.mark.skipif(
 
 def test_bench_quick_run(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
-    cmd = [sys.executable, "-m", "bench", "--quick", "--scenarios", "throughput,filters", "--proxies",
-           "mitmdump,record", "--shapes", "http-ka-1k,https-ka-1k", "--requests", "150", "--flows", "150",
-           "--procs", "1", "--out", str(tmp_path), "--json", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--quick",
+        "--scenarios",
+        "throughput,filters",
+        "--proxies",
+        "mitmdump,record",
+        "--shapes",
+        "http-ka-1k,https-ka-1k",
+        "--requests",
+        "150",
+        "--flows",
+        "150",
+        "--procs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--json",
+        str(out),
+    ]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=100)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| http-ka-1k | record |" in run.stdout
@@ -58,9 +77,26 @@ def test_a_variant_runs_its_own_proxycap_even_from_the_checkout(tmp_path: Path) 
     shutil.copytree(ROOT / "addons", variant / "proxycap" / "addons", ignore=shutil.ignore_patterns("__pycache__"))
     with (variant / "proxycap" / "__init__.py").open("a") as f:
         f.write("\nimport pathlib\npathlib.Path(__file__).with_name('imported').touch()\n")
-    cmd = [sys.executable, "-m", "bench", "--quick", "--scenarios", "throughput", "--proxies", "record@v",
-           "--variant", f"v={variant}", "--shapes", "http-ka-1k", "--requests", "50", "--procs", "1",
-           "--out", str(tmp_path / "out")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--quick",
+        "--scenarios",
+        "throughput",
+        "--proxies",
+        "record@v",
+        "--variant",
+        f"v={variant}",
+        "--shapes",
+        "http-ka-1k",
+        "--requests",
+        "50",
+        "--procs",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=100)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| http-ka-1k | record@v |" in run.stdout

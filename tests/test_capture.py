@@ -239,8 +239,12 @@ def test_with_only_the_store_listening_the_proxy_leaves_summaries_to_the_store(
     finally:
         sub.close()
     assert events == [("request", False, True), ("response", True, False), ("response", True, False)]
-    assert (quick["path"], quick["status"], quick["user_agent"], quick["client_ip"]) == ("/json", 200, "tester/1",
-                                                                                         "127.0.0.1")
+    assert (quick["path"], quick["status"], quick["user_agent"], quick["client_ip"]) == (
+        "/json",
+        200,
+        "tester/1",
+        "127.0.0.1",
+    )
     assert slow["state"] == "done" and slow["duration_ms"] >= REQUEST_DELAY * 1000 * 6
 
 
@@ -404,7 +408,7 @@ def test_keepalive_connection_is_stored_once(proxy: Proxy, tls_origin: OriginSer
     assert all(f.client_conn.sni == "localhost" and f.server_conn.tls_version for f in flows)
 
 
-HOOKS_SCRIPT = '''
+HOOKS_SCRIPT = """
 class Hooks:
     def requestheaders(self, flow):
         flow.metadata["hooks"] = ["requestheaders"]
@@ -425,7 +429,7 @@ class Hooks:
         flow.response.headers["x-hooks"] = ",".join(flow.metadata["hooks"])
 
 addons = [Hooks()]
-'''
+"""
 
 
 def test_scripts_get_every_hook_and_a_failing_one_does_not_stop_the_flow(

@@ -275,8 +275,13 @@ def test_an_unusable_ca_is_a_one_line_error_before_listening(tmp_path: Path) -> 
 
 
 def test_output_cut_short_by_a_pipe_is_fine(tmp_path: Path) -> None:
-    p = subprocess.run(f"{shlex.join(PROXYCAP)} ca --confdir {shlex.quote(str(tmp_path))} | head -1", shell=True,
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        f"{shlex.join(PROXYCAP)} ca --confdir {shlex.quote(str(tmp_path))} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.stdout.startswith("CA certificate: ") and p.stderr == ""
 
 

@@ -122,8 +122,9 @@ async def test_filter_expressions_text_and_errors(proxy: Proxy, origin: OriginSe
     app = ProxycapApp(proxy.store_path, proxy.session, history_file=history)
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client() as c:
-            await fetch(c, f"{origin.url}/json", f"{origin.url}/html", f"{origin.url}/status/404",
-                        f"{origin.url}/status/500")
+            await fetch(
+                c, f"{origin.url}/json", f"{origin.url}/html", f"{origin.url}/status/404", f"{origin.url}/status/500"
+            )
         await until(pilot, lambda: len(app.view) == 4 and all(r["state"] != "live" for r in listed(app)))
 
         await pilot.press("slash", *"~c 404")
@@ -197,8 +198,9 @@ async def test_expression_view_takes_new_flows_live(proxy: Proxy, origin: Origin
         await pilot.press("slash", *"~c 404", "enter")
         await until(pilot, lambda: app.view.spec.expr == "~c 404" and not app.view.loading)
         with proxy.client() as c:
-            await fetch(c, f"{origin.url}/json", f"{origin.url}/status/404", f"{origin.url}/html",
-                        f"{origin.url}/status/404")
+            await fetch(
+                c, f"{origin.url}/json", f"{origin.url}/status/404", f"{origin.url}/html", f"{origin.url}/status/404"
+            )
         await until(pilot, lambda: len(app.view) == 2, what="both 404s")
         await until(pilot, lambda: app.status.total == 4)
         assert [r["status"] for r in listed(app)] == [404, 404]
@@ -401,8 +403,16 @@ async def test_typed_ahead_keys_follow_the_keyboard_and_search_counts_matches(tm
         await until(pilot, lambda: not app.view.loading)
         burst(app, *"//v1/items/\r\r")  # the second "/" is typed into the field, the second Enter opens a flow
         # (if the second Enter beats the filtered view to the list, the inspector follows the selection into it)
-        await until(pilot, lambda: not app.view.loading and len(app.view) == 60 and app.inspector.is_open
-                    and app.inspector.seq == app.flows.selected, what="the typed filter, then the inspector")
+        await until(
+            pilot,
+            lambda: (
+                not app.view.loading
+                and len(app.view) == 60
+                and app.inspector.is_open
+                and app.inspector.seq == app.flows.selected
+            ),
+            what="the typed filter, then the inspector",
+        )
         assert app.filter_bar.input.history[-1] == "/v1/items/"  # submitted whole, not before its last keys
         assert app.focused is app.flows
         app.post_message(FilterBar.Changed("/v1/"))  # a pause in typing that reached the app after the Enter
@@ -549,9 +559,7 @@ async def test_the_scrollbar_draws_what_textual_would(tmp_path: Path, monkeypatc
         assert len(drawn) == 4  # the thumb moved, the hover changed its colour
 
 
-async def test_opening_the_inspector_lays_the_screen_out_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_opening_the_inspector_lays_the_screen_out_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each layout of the whole screen costs 10-30 ms (more beside a busy proxy): the inspector appearing and the
     list shrinking take one. Textual's scrollbar asked for a second one as its height changed."""
     layouts: list[float] = []
@@ -684,7 +692,8 @@ async def test_an_edited_request_is_sent_as_a_new_flow(proxy: Proxy, origin: Ori
             area.load_text(bad)
             await pilot.press("ctrl+s")  # unreadable: the editor stays, saying why
             assert isinstance(app.screen, EditScreen) and "METHOD URL HTTP/VERSION" in str(
-                app.screen.query_one("#edit-error", Static).render())
+                app.screen.query_one("#edit-error", Static).render()
+            )
         area.load_text(f"PUT {origin.url}/echo?edited=1 HTTP/1.1\nx-b: 2\n\nhello again")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: len(app.view) == 2 and listed(app)[1]["status"] == 200, what="the edited flow")
@@ -705,8 +714,17 @@ async def test_browsing_a_capture_offers_no_replay(tmp_path: Path) -> None:
 def test_startup_errors_print_one_line_before_the_ui(
     proxy: Proxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["tui", "-p", str(proxy.port), "--store", str(tmp_path / "other.db"), "--confdir", str(proxy.confdir),
-            "--log-file", str(tmp_path / "log")]
+    args = [
+        "tui",
+        "-p",
+        str(proxy.port),
+        "--store",
+        str(tmp_path / "other.db"),
+        "--confdir",
+        str(proxy.confdir),
+        "--log-file",
+        str(tmp_path / "log"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("proxycap: error: cannot listen") and "\n" not in err
@@ -746,6 +764,7 @@ async def test_thousands_of_flows_while_the_ui_runs(proxy: Proxy, origin: Origin
 async def test_text_lines_take_a_new_style_at_once() -> None:
     """A text view resolves its own style once (a DOM walk per row was half of drawing it): a restyle, such as a
     theme change, must reach the rows already drawn."""
+
     class One(App[None]):
         CSS = "TextLines { color: #102030; } TextLines.-other { color: #a0b0c0; }"
 
@@ -765,6 +784,7 @@ async def test_text_lines_take_a_new_style_at_once() -> None:
 async def test_text_lines_draw_the_rows_textual_scrolled_to() -> None:
     """Textual rounds a fractional scroll position (an animated scroll ends between rows); drawing from the
     truncated one left the last line of a body unreachable."""
+
     class One(App[None]):
         def compose(self) -> ComposeResult:
             yield TextLines([Text(f"line {i}") for i in range(100)])

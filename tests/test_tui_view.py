@@ -72,10 +72,16 @@ def test_sql_view_order_direction_and_client(store: Store) -> None:
 
 def test_url_text_is_literal_and_ignores_case(store: Store) -> None:
     urls = ["https://api.example.com/a_b", "https://api.example.com/aXb", "https://api.example.com/100%25"]
-    store.write([(summarize(_flow(60 + i, "127.0.0.2", CURL, "GET", u, 200, "text/plain", b"", b"")), None)
-                 for i, u in enumerate(urls)])
+    store.write(
+        [
+            (summarize(_flow(60 + i, "127.0.0.2", CURL, "GET", u, 200, "text/plain", b"", b"")), None)
+            for i, u in enumerate(urls)
+        ]
+    )
+
     def found(text: str) -> list[str]:
         return [r["path"] for r in store.rows(store.seqs(Query(text=text))).values()]
+
     assert found("a_b") == ["/a_b"]  # "_" is not a wildcard
     assert found("0%2") == ["/100%25"] and found("%") == ["/100%25"]
     assert found("Q=PROXY") == ["/search?q=proxy+debugging&page=2"]
@@ -94,8 +100,10 @@ def test_a_text_filter_previews_a_screenful_around_the_selected_flow(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(view_module, "PREVIEW_WINDOW", 8)
-    items = [_flow(60 + i, "127.0.0.2", CURL, "GET", f"https://api.example.com/items/{i}", 200, "text/plain", b"", b"")
-             for i in range(12)]
+    items = [
+        _flow(60 + i, "127.0.0.2", CURL, "GET", f"https://api.example.com/items/{i}", 200, "text/plain", b"", b"")
+        for i in range(12)
+    ]
     store.write([(summarize(f), None) for f in items])
     spec = ViewSpec(text="/items/")
     full = load_sql(store, spec)
@@ -124,8 +132,10 @@ def test_every_flow_is_a_range_of_row_ids_while_the_next_ones_follow_on(store: S
     every = load_sql(store, ViewSpec()).seqs
     assert isinstance(view._seqs, range) and view.snapshot() == every
     assert view.index_of(every[3]) == 3 and view.nearest(every[-1] + 9) == len(every) - 1
-    items = [_flow(70 + i, "127.0.0.2", CURL, "GET", f"https://api.example.com/next/{i}", 200, "text/plain", b"", b"")
-             for i in range(3)]
+    items = [
+        _flow(70 + i, "127.0.0.2", CURL, "GET", f"https://api.example.com/next/{i}", 200, "text/plain", b"", b"")
+        for i in range(3)
+    ]
     store.write([(summarize(f), None) for f in items])
     change = view.apply(discover_sql(store, view.spec, view.last_seq))
     assert change.added == 3 and change.appended and isinstance(view._seqs, range)
@@ -242,8 +252,11 @@ def test_a_cell_is_cut_or_padded_to_its_width(text: str, width: int, right: bool
         (CURL, "curl 8.5"),
         (FIREFOX, "Firefox 128 on Linux"),
         (PHONE, "Safari 17 on iOS"),
-        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 "
-         "Safari/537.36 Edg/126.0.2592.87", "Edge 126 on Windows"),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 "
+            "Safari/537.36 Edg/126.0.2592.87",
+            "Edge 126 on Windows",
+        ),
         ("python-httpx/0.27.2", "python-httpx 0.27"),
         ("okhttp/4.12.0", "okhttp 4.12"),
         (None, None),

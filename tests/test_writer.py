@@ -180,7 +180,9 @@ def test_the_child_runs_optimised_and_its_batches_leave_no_garbage_cycles(proxy:
         assert b"-O" in f.read().split(b"\0")
     run = subprocess.run(
         [sys.executable, "-O", "-c", _CYCLES_OF_A_BATCH, str(tmp_path / "s.db")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert run.stdout.strip() == "0", run.stderr
 

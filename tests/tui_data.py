@@ -26,23 +26,56 @@ JSON_BODY = {"user": {"id": 42, "name": "Ada", "roles": ["admin", "dev"]}, "acti
 
 # (client ip, user agent, method, url, status, content type, response body, request body)
 FLOWS: list[tuple[str, str, str, str, int | None, str, bytes, bytes]] = [
-    ("127.0.0.2", CURL, "GET", "https://api.example.com/v1/users/42", 200, "application/json",
-     json.dumps(JSON_BODY).encode(), b""),
+    (
+        "127.0.0.2",
+        CURL,
+        "GET",
+        "https://api.example.com/v1/users/42",
+        200,
+        "application/json",
+        json.dumps(JSON_BODY).encode(),
+        b"",
+    ),
     ("127.0.0.3", FIREFOX, "GET", "https://www.example.org/", 200, "text/html; charset=utf-8", HTML_BODY, b""),
     ("127.0.0.3", FIREFOX, "GET", "https://www.example.org/logo.png", 200, "image/png", PNG_BYTES, b""),
-    ("127.0.0.2", CURL, "POST", "https://api.example.com/v1/login", 401, "application/json",
-     b'{"error": "bad credentials"}', b"user=ada&password=secret"),
+    (
+        "127.0.0.2",
+        CURL,
+        "POST",
+        "https://api.example.com/v1/login",
+        401,
+        "application/json",
+        b'{"error": "bad credentials"}',
+        b"user=ada&password=secret",
+    ),
     ("10.0.0.7", PHONE, "GET", "http://cdn.example.net/feed.xml", 304, "application/xml", XML_BODY, b""),
     ("127.0.0.2", CURL, "DELETE", "https://api.example.com/v1/users/7", 503, "text/plain", b"overloaded\n", b""),
-    ("127.0.0.3", FIREFOX, "GET", "https://www.example.org/search?q=proxy+debugging&page=2", 200,
-     "application/json", json.dumps({"results": [{"title": f"hit {i}"} for i in range(3)]}).encode(), b""),
-    ("10.0.0.7", PHONE, "GET", "http://cdn.example.net/app.bin", 200, "application/octet-stream",
-     bytes(range(64)), b""),
+    (
+        "127.0.0.3",
+        FIREFOX,
+        "GET",
+        "https://www.example.org/search?q=proxy+debugging&page=2",
+        200,
+        "application/json",
+        json.dumps({"results": [{"title": f"hit {i}"} for i in range(3)]}).encode(),
+        b"",
+    ),
+    (
+        "10.0.0.7",
+        PHONE,
+        "GET",
+        "http://cdn.example.net/app.bin",
+        200,
+        "application/octet-stream",
+        bytes(range(64)),
+        b"",
+    ),
 ]
 
 
-def _flow(i: int, ip: str, ua: str, method: str, url: str, status: int | None, ctype: str,
-          body: bytes, request_body: bytes) -> http.HTTPFlow:
+def _flow(
+    i: int, ip: str, ua: str, method: str, url: str, status: int | None, ctype: str, body: bytes, request_body: bytes
+) -> http.HTTPFlow:
     ts = BASE_TS + i * 1.25
     f = tflow.tflow(resp=True)
     f.live = False
@@ -70,8 +103,7 @@ def _flow(i: int, ip: str, ua: str, method: str, url: str, status: int | None, c
 def flows() -> list[http.HTTPFlow]:
     out = [_flow(i + 1, *spec) for i, spec in enumerate(FLOWS)]
     n = len(out)
-    gz = _flow(n + 1, "127.0.0.2", CURL, "GET", "https://api.example.com/v1/report", 200, "application/json",
-               b"", b"")
+    gz = _flow(n + 1, "127.0.0.2", CURL, "GET", "https://api.example.com/v1/report", 200, "application/json", b"", b"")
     assert gz.response is not None
     gz.response.headers["content-encoding"] = "gzip"
     gz.response.raw_content = gzip.compress(json.dumps({"report": list(range(20))}).encode(), mtime=0)
@@ -79,8 +111,7 @@ def flows() -> list[http.HTTPFlow]:
     failed.error = tflow.terr("Server connection to down.example.com:443 failed: connection refused")
     failed.error.timestamp = failed.request.timestamp_start + 0.004
     live = _flow(n + 3, "127.0.0.2", CURL, "GET", "https://api.example.com/v1/stream", None, "", b"", b"")
-    streamed = _flow(n + 4, "10.0.0.7", PHONE, "GET", "http://cdn.example.net/video.mp4", 200, "video/mp4",
-                     b"", b"")
+    streamed = _flow(n + 4, "10.0.0.7", PHONE, "GET", "http://cdn.example.net/video.mp4", 200, "video/mp4", b"", b"")
     assert streamed.response is not None
     streamed.response.raw_content = None
     streamed.metadata[META_STREAMED] = {"response": 52_428_800}
@@ -106,8 +137,17 @@ def build_store(path: Path, extra: int = 0) -> Path:
         fs = flows()
         rows: list[tuple[dict[str, Any], dict[str, Any]]] = [(summarize(f), f.get_state()) for f in fs]
         for k in range(extra):
-            f = _flow(len(fs) + 1 + k, "127.0.0.2", CURL, "GET", f"https://api.example.com/v1/items/{k}", 200,
-                      "application/json", b'{"ok": true}', b"")
+            f = _flow(
+                len(fs) + 1 + k,
+                "127.0.0.2",
+                CURL,
+                "GET",
+                f"https://api.example.com/v1/items/{k}",
+                200,
+                "application/json",
+                b'{"ok": true}',
+                b"",
+            )
             rows.append((summarize(f), f.get_state()))
         clients = [
             ("127.0.0.2", BASE_TS + 40, CURL, 3),
@@ -115,10 +155,21 @@ def build_store(path: Path, extra: int = 0) -> Path:
             ("10.0.0.7", BASE_TS + 20, PHONE, 1),
         ]
         logs = [
-            (BASE_TS + 2, "WARNING", "TLS handshake with client 10.0.0.7 for api.example.com failed: unknown ca; "
-             "run `proxycap ca` for how to trust proxycap's CA on that device", "10.0.0.7", None),
-            (BASE_TS + 9, "ERROR", "Server connection to down.example.com:443 failed: connection refused",
-             "127.0.0.3", None),
+            (
+                BASE_TS + 2,
+                "WARNING",
+                "TLS handshake with client 10.0.0.7 for api.example.com failed: unknown ca; "
+                "run `proxycap ca` for how to trust proxycap's CA on that device",
+                "10.0.0.7",
+                None,
+            ),
+            (
+                BASE_TS + 9,
+                "ERROR",
+                "Server connection to down.example.com:443 failed: connection refused",
+                "127.0.0.3",
+                None,
+            ),
         ]
         store.write(rows, logs, clients)
         store.set_label("10.0.0.7", "Ada's phone")

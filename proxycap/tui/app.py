@@ -81,8 +81,7 @@ NARROW = 100  # below this many columns the clients panel hides (until toggled b
 SHORT = 30  # below this many rows the inspector opens full screen
 BUS_LIMIT = 50_000
 UNMOUNT_WAIT = 5.0  # seconds to let running workers finish on exit
-INSPECTOR_ACTIONS = {"zoom_inspector", "show_tab", "body_view", "toggle_raw", "more_body", "search_body",
-                     "next_match"}
+INSPECTOR_ACTIONS = {"zoom_inspector", "show_tab", "body_view", "toggle_raw", "more_body", "search_body", "next_match"}
 WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause", "replay", "edit_replay"}
 
 
@@ -566,9 +565,7 @@ class ProxycapApp(App[int]):
         self.call_from_thread(self.push_screen, EditScreen(seq, original.request, text), done)
 
     @work(thread=True, group="replay", exit_on_error=False)
-    def _replay(
-        self, seq: int, original: http.HTTPFlow | None = None, request: http.Request | None = None
-    ) -> None:
+    def _replay(self, seq: int, original: http.HTTPFlow | None = None, request: http.Request | None = None) -> None:
         """Replay a copy (a new flow, naming the original), as Fiddler reissues a session: mitmproxy would replay
         the flow itself and overwrite its response, and the stored flow would change under the user. ``original``:
         the flow if already loaded; ``request``: an edited one to send instead of the captured."""
@@ -591,8 +588,9 @@ class ProxycapApp(App[int]):
 
     def action_delete(self) -> None:
         if self.flows.selected is not None:
-            self._find_deletable(self.view.spec, self.view.snapshot() if self.view.spec.expr else None,
-                                 self.flows.selected)
+            self._find_deletable(
+                self.view.spec, self.view.snapshot() if self.view.spec.expr else None, self.flows.selected
+            )
 
     @work(thread=True, exclusive=True, group="delete", exit_on_error=False)
     def _find_deletable(self, spec: ViewSpec, members: list[int] | None, selected: int) -> None:

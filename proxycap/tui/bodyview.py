@@ -115,15 +115,23 @@ def highlight(text: str, lexer_name: str | None) -> list[Text]:
 
 def hexdump(data: bytes) -> list[Text]:
     """mitmproxy's hex dump (its console's), offsets and characters dimmed."""
-    return [Text.assemble((f"{offset} ", DIM), f"{hexes}  ", (chars, DIM))
-            for offset, hexes, chars in strutils.hexdump(data)]
+    return [
+        Text.assemble((f"{offset} ", DIM), f"{hexes}  ", (chars, DIM))
+        for offset, hexes, chars in strutils.hexdump(data)
+    ]
 
 
 def _lexer_for_view(view_name: str, ctype: str | None) -> str | None:
     """Highlighting for a mitmproxy view's output, by the view's name (it differs between versions)."""
     name = view_name.lower()
-    for key, lexer in (("json", "json"), ("html", "html"), ("xml", "xml"), ("javascript", "javascript"),
-                       ("css", "css"), ("graphql", "graphql")):
+    for key, lexer in (
+        ("json", "json"),
+        ("html", "html"),
+        ("xml", "xml"),
+        ("javascript", "javascript"),
+        ("css", "css"),
+        ("graphql", "graphql"),
+    ):
         if key in name:
             return "xml" if lexer == "html" and ctype and "xml" in ctype else lexer
     if any(key in name for key in ("form", "url", "image", "query")):
@@ -262,9 +270,7 @@ def head_lines(message: http.Message) -> list[Text]:
         start = f"{message.http_version} {message.status_code} {message.reason}".rstrip()
     lines = [Text(start, Style(bold=True))]
     for name, value in message.headers.fields:
-        lines.append(
-            Text.assemble((name.decode("latin-1"), HEADER_NAME), ": ", strutils.bytes_to_escaped_str(value))
-        )
+        lines.append(Text.assemble((name.decode("latin-1"), HEADER_NAME), ": ", strutils.bytes_to_escaped_str(value)))
     return lines
 
 

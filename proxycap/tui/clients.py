@@ -125,8 +125,9 @@ def client_rows(store: Store, resolver: ReverseDNS, include: str | None = None) 
     named = {c.ip: c.label or ua_label(c.user_agent) for c in stats}
     dns = resolver.names([ip for ip, name in named.items() if not name])
     rows = [
-        ClientRow(c.ip, named[c.ip] or dns.get(c.ip, ""), bool(c.label), c.flows, c.bytes or 0, c.errors or 0,
-                  c.last_seen)
+        ClientRow(
+            c.ip, named[c.ip] or dns.get(c.ip, ""), bool(c.label), c.flows, c.bytes or 0, c.errors or 0, c.last_seen
+        )
         for c in stats
     ]
     if include and include not in {c.ip for c in stats}:

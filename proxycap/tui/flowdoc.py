@@ -111,30 +111,39 @@ def details(f: http.HTTPFlow | None, row: dict[str, Any]) -> list[Text]:
     if problems:
         lines += [Text("Error" if s.get("error") else "Note", SECTION), *(Text(f"  {p}", ERROR) for p in problems)]
         lines.append(Text())
-    lines += _section("Request", [
-        ("URL", s["url"]),
-        ("Status", status_text(s).plain),
-        ("Started", fmt.clock(s["ts"])),
-        ("HTTP version", s.get("http_version")),
-        ("Replay of", _original(s.get("replay_of"), row.get("replay_of_seq"))),
-    ])
-    lines += _section("Timing", [
-        ("Connect", fmt.duration(s.get("connect_ms"))),
-        ("TLS", fmt.duration(s.get("tls_ms"))),
-        ("TTFB", fmt.duration(s.get("ttfb_ms"))),
-        ("Total", fmt.duration(s.get("duration_ms"))),
-    ])
+    lines += _section(
+        "Request",
+        [
+            ("URL", s["url"]),
+            ("Status", status_text(s).plain),
+            ("Started", fmt.clock(s["ts"])),
+            ("HTTP version", s.get("http_version")),
+            ("Replay of", _original(s.get("replay_of"), row.get("replay_of_seq"))),
+        ],
+    )
+    lines += _section(
+        "Timing",
+        [
+            ("Connect", fmt.duration(s.get("connect_ms"))),
+            ("TLS", fmt.duration(s.get("tls_ms"))),
+            ("TTFB", fmt.duration(s.get("ttfb_ms"))),
+            ("Total", fmt.duration(s.get("duration_ms"))),
+        ],
+    )
     if f is None:
         lines.append(Text("The full flow was not stored; only its summary is available.", NOTE))
         return lines
     client, server = f.client_conn, f.server_conn
-    lines += _section("Client connection", [
-        ("Address", ":".join(str(p) for p in peer(client.peername) if p is not None)),
-        ("TLS", client.tls_version),
-        ("SNI", client.sni),
-        ("ALPN", _alpn(client.alpn)),
-        ("Cipher", client.cipher),
-    ])
+    lines += _section(
+        "Client connection",
+        [
+            ("Address", ":".join(str(p) for p in peer(client.peername) if p is not None)),
+            ("TLS", client.tls_version),
+            ("SNI", client.sni),
+            ("ALPN", _alpn(client.alpn)),
+            ("Cipher", client.cipher),
+        ],
+    )
     server_pairs = [
         ("Address", f"{server.address[0]}:{server.address[1]}" if server.address else None),
         ("IP", s.get("server_ip")),
@@ -155,12 +164,14 @@ def websocket(f: http.HTTPFlow) -> list[Text]:
     for m in ws.messages:
         body = m.text if m.is_text else strutils.bytes_to_escaped_str(m.content)
         more = f" … ({len(body):,} characters)" if len(body) > WS_PREVIEW else ""
-        lines.append(Text.assemble(
-            (fmt.clock(m.timestamp) + " ", KEY),
-            ("→ " if m.from_client else "← ", Style(bold=True, color="cyan" if m.from_client else "green")),
-            (f"{'text' if m.is_text else 'binary'} {fmt.size(len(m.content))}  ", KEY),
-            strutils.escape_control_characters(body[:WS_PREVIEW], keep_spacing=False) + more,
-        ))
+        lines.append(
+            Text.assemble(
+                (fmt.clock(m.timestamp) + " ", KEY),
+                ("→ " if m.from_client else "← ", Style(bold=True, color="cyan" if m.from_client else "green")),
+                (f"{'text' if m.is_text else 'binary'} {fmt.size(len(m.content))}  ", KEY),
+                strutils.escape_control_characters(body[:WS_PREVIEW], keep_spacing=False) + more,
+            )
+        )
     if ws.close_code is not None:
         by = "client" if ws.closed_by_client else "server"
         lines.append(Text(f"closed by the {by}: {ws.close_code} {ws.close_reason or ''}".rstrip(), NOTE))

@@ -167,8 +167,12 @@ class Inspector(Vertical):
         self._flow, self._row = loaded
         self.doc = doc
         self._title(doc.title)
-        for tab_id, lines in (("request", doc.request.lines), ("response", doc.response.lines),
-                              ("details", doc.details), ("websocket", doc.websocket or [])):
+        for tab_id, lines in (
+            ("request", doc.request.lines),
+            ("response", doc.response.lines),
+            ("details", doc.details),
+            ("websocket", doc.websocket or []),
+        ):
             self.lines(tab_id).set_lines(lines, keep_position=keep_position)
         websocket = doc.websocket is not None
         if self._opening:

@@ -20,8 +20,11 @@ from proxycap.tui.textlines import TextLines
 
 HEADING = Style(bold=True, underline=True)
 KEY = Style(bold=True, color="cyan")
-LEVEL_STYLES = {"ERROR": Style(color="red", bold=True), "CRITICAL": Style(color="red", bold=True),
-                "WARNING": Style(color="yellow")}
+LEVEL_STYLES = {
+    "ERROR": Style(color="red", bold=True),
+    "CRITICAL": Style(color="red", bold=True),
+    "WARNING": Style(color="yellow"),
+}
 
 EventRow = tuple[float, str, str, "str | None", "str | None"]  # ts, level, message, client_ip, flow_id
 
