@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from mitmproxy import connection, ctx, exceptions
 
-from proxycap.summary import peer
+from proxycap.capture.summary import peer
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,10 @@ from mitmproxy import connection, ctx, exceptions, flow, http, tls
 from mitmproxy.proxy import server_hooks
 from mitmproxy.utils import human
 
-from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent
-from proxycap.flowstate import ConnectionStates, snapshot
-from proxycap.summary import META_STREAMED, peer, summarize
+from proxycap.capture.bus import Bus, ClientEvent, FlowEvent, LogEvent
+from proxycap.capture.flowstate import ConnectionStates
+from proxycap.capture.summary import META_STREAMED, peer, summarize
+from proxycap.internals.mitmproxy import snapshot
 
 BACKLOG_POLL = 0.01  # seconds between looks at the store's backlog while flows wait for it
 
@@ -85,8 +86,8 @@ class Recorder:
                 raise exceptions.OptionsError("proxycap_backlog must be a size above zero, such as 32m")
             self._backlog_limit = limit
         if self._standalone and "proxycap_store" in updated and ctx.options.proxycap_store:
-            from proxycap.store import StoreError
-            from proxycap.writer import StoreWriter
+            from proxycap.storage.store import StoreError
+            from proxycap.storage.writer import StoreWriter
 
             if self._writer:
                 self._writer.stop()

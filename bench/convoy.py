@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from proxycap.filtering import compile_filter, with_expression
-from proxycap.store import Query, Store
+from proxycap.query.filters import compile_filter, with_expression
+from proxycap.storage.store import Query, Store
 
 
 def build(path: Path, n: int) -> None:

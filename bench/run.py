@@ -217,7 +217,7 @@ def memory(args: argparse.Namespace, env: Env, org: Origin, proxies: list[str]) 
             "store": str(target.store) if name in ("record", "tui") else None,
         }
         if row["store"]:
-            from proxycap.store import Store
+            from proxycap.storage.store import Store
 
             st = Store(target.store, readonly=True)
             try:

@@ -47,8 +47,8 @@ def _stats(xs: list[float]) -> dict[str, Any]:
 
 def filter_timings(store_path: Path, repeats: int = 5) -> dict[str, Any]:
     """How long each way of filtering the stored flows by client IP and by host takes (in this process)."""
-    from proxycap.store import Query, Store
-    from proxycap.tui.view import ViewSpec, load_sql, scan_expr
+    from proxycap.query.views import ViewSpec, load_sql, scan_expr
+    from proxycap.storage.store import Query, Store
 
     store = Store(store_path, readonly=True)
     try:

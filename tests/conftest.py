@@ -14,9 +14,9 @@ import httpx
 import pytest
 from origins import HangServer, OriginServer, ResetServer, TestPKI
 
-from proxycap.engine import EngineConfig
-from proxycap.session import CaptureSession
-from proxycap.store import Store
+from proxycap.capture.engine import EngineConfig
+from proxycap.control.session import CaptureSession
+from proxycap.storage.store import Store
 
 
 @pytest.fixture(scope="session")

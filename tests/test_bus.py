@@ -3,7 +3,7 @@ queues."""
 
 from __future__ import annotations
 
-from proxycap.bus import Bus, FlowEvent, LogEvent
+from proxycap.capture.bus import Bus, FlowEvent, LogEvent
 
 
 def test_only_the_writer_holds_bodies_and_a_full_queue_lags() -> None:

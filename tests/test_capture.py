@@ -28,9 +28,9 @@ from origins import (
 )
 
 from proxycap.addons.recorder import REQUEST_DELAY
-from proxycap.bus import FlowEvent
-from proxycap.fmt import streamed_note
-from proxycap.store import Query, Store
+from proxycap.capture.bus import FlowEvent
+from proxycap.query.fmt import streamed_note
+from proxycap.storage.store import Query, Store
 
 
 def _store(proxy: Proxy) -> Store:

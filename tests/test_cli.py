@@ -23,8 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from origins import OriginServer, TestPKI
 
-from proxycap.store import Store
-from proxycap.summary import FIELDS
+from proxycap.capture.summary import FIELDS
+from proxycap.storage.store import Store
 
 PROXYCAP = [sys.executable, "-m", "proxycap"]
 REPO = Path(__file__).resolve().parent.parent

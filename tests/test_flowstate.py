@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from mitmproxy.test import tflow
 
-from proxycap.flowstate import ConnectionStates, join, snapshot, split
+from proxycap.capture.flowstate import ConnectionStates, join, split
+from proxycap.internals.mitmproxy import snapshot
 
 
 def test_snapshot_equals_get_state_and_follows_changes() -> None:

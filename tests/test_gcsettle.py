@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tui_data import build_store
 
-from proxycap import gcsettle
+from proxycap.runtime import gcsettle
 from proxycap.tui.app import ProxycapApp
 
 

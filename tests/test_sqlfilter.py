@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from tui_data import build_store
 
-from proxycap.filtering import compile_filter, with_expression
-from proxycap.sqlfilter import answerable
-from proxycap.store import Query, Store
-from proxycap.tui.view import ViewSpec, scan_expr
+from proxycap.query.filters import compile_filter, with_expression
+from proxycap.query.sql import answerable
+from proxycap.query.views import ViewSpec, scan_expr
+from proxycap.storage.store import Query, Store
 
 
 @pytest.fixture(scope="module")

@@ -29,23 +29,25 @@ from textual.widget import Widget
 from textual.widgets import Input, Static, TextArea
 from tui_data import build_store
 
+from proxycap.capture.summary import META_REPLAY_OF, summarize
 from proxycap.cli import main
-from proxycap.store import Store
-from proxycap.summary import META_REPLAY_OF, summarize
+from proxycap.internals.textual import QuickScrollBar
+from proxycap.query import views as view_module
+from proxycap.query.views import Found as Batch
+from proxycap.query.views import ViewSpec, load_sql
+from proxycap.storage.store import Store
 from proxycap.tui import app as app_module
-from proxycap.tui import flowdoc
-from proxycap.tui import inspector as inspector_module
-from proxycap.tui import view as view_module
 from proxycap.tui.app import ProxycapApp, tick_interval
-from proxycap.tui.edit import EditScreen
-from proxycap.tui.filter_bar import DEBOUNCE, FilterBar
-from proxycap.tui.flow_list import COLUMNS, FlowList
-from proxycap.tui.flowdoc import DocOptions, FlowDoc
-from proxycap.tui.keybar import KeyBar
-from proxycap.tui.screens import HelpScreen
-from proxycap.tui.scrolling import QuickScrollBar
+from proxycap.tui.chrome.edit import EditScreen
+from proxycap.tui.chrome.filter_bar import DEBOUNCE, FilterBar
+from proxycap.tui.chrome.keybar import KeyBar
+from proxycap.tui.chrome.screens import HelpScreen
+from proxycap.tui.flows.flow_list import COLUMNS, FlowList
+from proxycap.tui.flows.model import FlowView
+from proxycap.tui.inspector import flowdoc
+from proxycap.tui.inspector import panel as inspector_module
+from proxycap.tui.inspector.flowdoc import DocOptions, FlowDoc
 from proxycap.tui.textlines import TextLines
-from proxycap.tui.view import Batch, FlowView, ViewSpec, load_sql
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,16 +12,19 @@ from rich.control import strip_control_codes
 from rich.text import Text
 from tui_data import CURL, FIREFOX, PHONE, _flow, build_store, flows
 
-from proxycap.bus import FlowEvent
-from proxycap.filtering import FilterError
-from proxycap.store import Query, Store
-from proxycap.summary import summarize
-from proxycap.tui import view as view_module
-from proxycap.tui.bodyview import _THEME, _lexer, highlight, render_body, render_raw
-from proxycap.tui.clients import ua_label
-from proxycap.tui.flow_list import COLUMNS, fit, layout
+from proxycap.capture.bus import FlowEvent
+from proxycap.capture.summary import summarize
+from proxycap.query import views as views_module
+from proxycap.query.filters import FilterError
+from proxycap.query.views import Found as Batch
+from proxycap.query.views import ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
+from proxycap.storage.store import Query, Store
+from proxycap.tui.chrome.clients import ua_label
+from proxycap.tui.flows import model as view_module
+from proxycap.tui.flows.flow_list import COLUMNS, fit, layout
+from proxycap.tui.flows.model import FlowView
+from proxycap.tui.inspector.bodyview import _THEME, _lexer, highlight, render_body, render_raw
 from proxycap.tui.textlines import wrap_offsets
-from proxycap.tui.view import Batch, FlowView, ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 
 
 @pytest.fixture
@@ -99,7 +102,7 @@ def test_all_rows_with_and_without_gaps(store: Store) -> None:
 def test_a_text_filter_previews_a_screenful_around_the_selected_flow(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(view_module, "PREVIEW_WINDOW", 8)
+    monkeypatch.setattr(views_module, "PREVIEW_WINDOW", 8)
     items = [
         _flow(60 + i, "127.0.0.2", CURL, "GET", f"https://api.example.com/items/{i}", 200, "text/plain", b"", b"")
         for i in range(12)

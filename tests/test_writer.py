@@ -23,12 +23,12 @@ from conftest import Proxy, start_proxy
 from mitmproxy.test import tflow
 from origins import OriginServer, TestPKI
 
-from proxycap import writer_child
-from proxycap.bus import Bus, FlowEvent
-from proxycap.store import Store
-from proxycap.summary import FIELDS, summarize
-from proxycap.writer import StoreWriter, collapse
-from proxycap.writer_child import read_frame, write_frame
+from proxycap.capture.bus import Bus, FlowEvent
+from proxycap.capture.summary import FIELDS, summarize
+from proxycap.storage import child as writer_child
+from proxycap.storage.child import read_frame, write_frame
+from proxycap.storage.store import Store
+from proxycap.storage.writer import StoreWriter, collapse
 
 
 def _writer_pid() -> int:
@@ -38,7 +38,7 @@ def _writer_pid() -> int:
         with open(f"/proc/{me}/task/{task}/children") as f:
             for pid in f.read().split():
                 with open(f"/proc/{pid}/cmdline", "rb") as c:
-                    if b"proxycap.writer_child" in c.read():
+                    if b"proxycap.storage.child" in c.read():
                         return int(pid)
     raise AssertionError("no store writer process")
 
@@ -161,9 +161,9 @@ def test_the_child_hands_the_cpu_on_after_each_flow_it_writes(tmp_path: Path, mo
 _CYCLES_OF_A_BATCH = """
 import gc, pickle, sys
 from mitmproxy.test import tflow
-from proxycap import writer_child
-from proxycap.writer_child import read_frame, write_frame
-from proxycap.store import Store
+from proxycap.storage import child as writer_child
+from proxycap.storage.child import read_frame, write_frame
+from proxycap.storage.store import Store
 store = Store(sys.argv[1])
 batch = pickle.dumps(([(None, tflow.tflow(resp=True).get_state()) for _ in range(20)], [], []))
 gc.collect()

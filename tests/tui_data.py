@@ -15,8 +15,8 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 from origins import HTML_BODY, PNG_BYTES, XML_BODY
 
-from proxycap.store import Store
-from proxycap.summary import META_STREAMED, summarize
+from proxycap.capture.summary import META_STREAMED, summarize
+from proxycap.storage.store import Store
 
 BASE_TS = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 CURL = "curl/8.5.0"

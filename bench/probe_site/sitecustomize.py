@@ -64,19 +64,19 @@ def _dump() -> None:
 
 
 def _install() -> None:
-    import proxycap.engine
-    import proxycap.gcsettle
+    import proxycap.capture.engine
+    import proxycap.runtime.gcsettle
 
     if thresholds := os.environ.get("PROXYCAP_PROBE_GC"):
-        proxycap.gcsettle.THRESHOLDS = tuple(int(x) for x in thresholds.split(","))
+        proxycap.runtime.gcsettle.THRESHOLDS = tuple(int(x) for x in thresholds.split(","))
 
-    run_main = proxycap.engine.Engine._main
+    run_main = proxycap.capture.engine.Engine._main
 
-    async def main(self: proxycap.engine.Engine) -> None:
+    async def main(self: proxycap.capture.engine.Engine) -> None:
         asyncio.get_running_loop().create_task(_lag_monitor())
         await run_main(self)
 
-    proxycap.engine.Engine._main = main
+    proxycap.capture.engine.Engine._main = main
     gc.callbacks.append(_on_gc)
     threading.Thread(target=_dump, name="probe", daemon=True).start()
 

@@ -1,1 +1,1 @@
-"""The Textual UI."""
+"""The Textual UI: the app (layout and keys), its key table and command palette, and widgets by feature."""

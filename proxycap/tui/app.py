@@ -29,36 +29,26 @@ from textual.widget import Widget
 from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
-from proxycap import gcsettle
-from proxycap.bus import ClientEvent, FlowEvent, LogEvent
-from proxycap.engine import EngineError
-from proxycap.filtering import FilterError
-from proxycap.session import CaptureSession
-from proxycap.store import Store
-from proxycap.summary import META_REPLAY_OF
-from proxycap.tui import keys, switching
-from proxycap.tui.clients import ClientRow, ClientsPanel, ReverseDNS, client_rows
+from proxycap.capture.bus import ClientEvent, FlowEvent, LogEvent
+from proxycap.capture.engine import EngineError
+from proxycap.capture.summary import META_REPLAY_OF
+from proxycap.control.session import CaptureSession
+from proxycap.internals.textual import PromptEscapeDriver
+from proxycap.query.filters import FilterError
+from proxycap.query.views import Found, ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
+from proxycap.runtime import gcsettle, switching
+from proxycap.storage.store import Store
+from proxycap.tui import keys
+from proxycap.tui.chrome.clients import ClientRow, ClientsPanel, ReverseDNS, client_rows
+from proxycap.tui.chrome.edit import EditError, EditScreen, request_text
+from proxycap.tui.chrome.filter_bar import FilterBar
+from proxycap.tui.chrome.keybar import KeyBar
+from proxycap.tui.chrome.screens import ConfirmScreen, EventLogScreen, EventRow, HelpScreen, RenameScreen
+from proxycap.tui.chrome.status import Status, StatusBar
 from proxycap.tui.commands import ProxycapCommands
-from proxycap.tui.driver import PromptEscapeDriver
-from proxycap.tui.edit import EditError, EditScreen, request_text
-from proxycap.tui.filter_bar import FilterBar
-from proxycap.tui.flow_list import FlowList
-from proxycap.tui.inspector import Inspector
-from proxycap.tui.keybar import KeyBar
-from proxycap.tui.screens import ConfirmScreen, EventLogScreen, EventRow, HelpScreen, RenameScreen
-from proxycap.tui.status import Status, StatusBar
-from proxycap.tui.view import (
-    SORT_COLUMNS,
-    Batch,
-    Change,
-    FlowView,
-    ViewSpec,
-    discover_sql,
-    load_quick,
-    load_sql,
-    resort,
-    scan_expr,
-)
+from proxycap.tui.flows.flow_list import FlowList
+from proxycap.tui.flows.model import SORT_COLUMNS, Change, FlowView
+from proxycap.tui.inspector.panel import Inspector
 
 TICK = 0.1  # seconds between bus drains / store polls, at the most
 # The UI shares the GIL with the proxy it watches: while flows stream in, each tick's redraw of the whole list
@@ -253,7 +243,7 @@ class ProxycapApp(App[int]):
             reset=reset,
         )
 
-    def _apply(self, gen: int, batch: Batch) -> None:
+    def _apply(self, gen: int, batch: Found) -> None:
         if gen != self.view.generation:
             return
         self.flows.sync(self.view.apply(batch))

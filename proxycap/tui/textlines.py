@@ -15,7 +15,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from proxycap.tui.scrolling import QuickScrollBars, set_virtual_size
+from proxycap.internals.textual import QuickScrollBars, set_virtual_size
 
 
 def wrap_offsets(plain: str, width: int) -> list[int]:

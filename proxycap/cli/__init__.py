@@ -14,11 +14,12 @@ from pathlib import Path
 
 from mitmproxy.utils import human
 
-from proxycap import __version__, gcsettle
-from proxycap.ca import CAError, ensure_ca, export, trust_steps
-from proxycap.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig, EngineError
+from proxycap import __version__
+from proxycap.capture.ca import CAError, ensure_ca, export, trust_steps
+from proxycap.capture.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig, EngineError
 from proxycap.paths import default_log_file, default_store, filter_history
-from proxycap.store import Store, StoreError
+from proxycap.runtime import gcsettle
+from proxycap.storage.store import Store, StoreError
 
 # Textual's settings that `proxycap tui` changes, unless the environment says (read once, when Textual is imported):
 TEXTUAL_ENV = {
@@ -183,14 +184,15 @@ def _wait_for_signal() -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from proxycap.fmt import flow_line
-    from proxycap.session import SWITCH_INTERVAL, CaptureSession
+    from proxycap.control.session import CaptureSession
+    from proxycap.query.fmt import flow_line
+    from proxycap.runtime import switching
 
     session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
     printer = None if args.quiet else session.bus.subscribe("record-printer", limit=100_000)
     session.start()
     gcsettle.settle()
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    switching.recording()
     addrs = ", ".join(f"{h}:{p}" for h, p in session.engine.listen_addrs)
     print(
         f"proxycap {__version__} listening on {addrs}, recording to {session.store_path}",
@@ -214,7 +216,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _print_flows(sub, line: Callable, done: threading.Event) -> None:
-    from proxycap.bus import FlowEvent
+    from proxycap.capture.bus import FlowEvent
 
     while True:
         stopping = done.wait(0.1)
@@ -229,9 +231,9 @@ def _print_flows(sub, line: Callable, done: threading.Event) -> None:
 def cmd_flows(args: argparse.Namespace) -> int:
     from mitmproxy import flowfilter
 
-    from proxycap.filtering import FilterError, compile_filter, matching_rows
-    from proxycap.fmt import flow_line
-    from proxycap.store import Query
+    from proxycap.query.filters import FilterError, compile_filter, matching_rows
+    from proxycap.query.fmt import flow_line
+    from proxycap.storage.store import Query
 
     if args.help_filters:
         for op, text in flowfilter.help:
@@ -275,7 +277,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
         ProxycapApp(args.open, client=client, history_file=filter_history(), settle=gcsettle.settle).run()
         return 0
-    from proxycap.session import CaptureSession
+    from proxycap.control.session import CaptureSession
 
     session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
     session.start()

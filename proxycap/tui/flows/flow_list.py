@@ -20,10 +20,10 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.style import Style as TextualStyle
 
-from proxycap import fmt
-from proxycap.tui.flowdoc import status_kind
-from proxycap.tui.scrolling import QuickScrollBars, plain_box, set_virtual_size
-from proxycap.tui.view import Change, FlowView, Row
+from proxycap.internals.textual import QuickScrollBars, plain_box, set_virtual_size
+from proxycap.query import fmt
+from proxycap.tui.flows.model import Change, FlowView, Row
+from proxycap.tui.inspector.flowdoc import status_kind
 
 MARK = "●"
 REPLAY = "↻"  # before the method of a replayed flow, as in mitmproxy's console

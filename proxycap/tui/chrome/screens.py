@@ -13,8 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Static
 
-from proxycap import fmt
-from proxycap.tui.keybar import KeyBar
+from proxycap.query import fmt
+from proxycap.tui.chrome.keybar import KeyBar
 from proxycap.tui.keys import KEYS
 from proxycap.tui.textlines import TextLines
 

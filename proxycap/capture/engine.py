@@ -22,9 +22,9 @@ from mitmproxy.addons import default_addons
 
 from proxycap.addons.access import Access
 from proxycap.addons.recorder import Recorder
-from proxycap.bus import Bus
-from proxycap.ca import CAError, ensure_ca
-from proxycap.dispatch import QuickMaster
+from proxycap.capture.bus import Bus
+from proxycap.capture.ca import CAError, ensure_ca
+from proxycap.internals.mitmproxy import QuickMaster, close_client_connections, listen_failure
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +55,8 @@ class _Ready:
         self.engine = engine
 
     def running(self) -> None:
-        ps = ctx.master.addons.get("proxyserver")
-        failed = [s for s in ps.servers if not s.is_running or s.last_exception]
-        if failed:
-            s = failed[0]
-            host = s.mode.listen_host(ctx.options.listen_host) or "*"
-            port = s.mode.listen_port(ctx.options.listen_port)
-            reason = str(s.last_exception or "not running").splitlines()[0]
-            if "address already in use" in reason.lower():
-                reason = "the address is already in use (another proxy running?); choose another port with -p"
-            self.engine._started(EngineError(f"cannot listen on {host}:{port} ({s.mode.full_spec} mode): {reason}"))
-        elif not ps.servers:
-            self.engine._started(EngineError("no proxy mode to listen on"))
-        else:
-            self.engine._started(None)
+        failure = listen_failure(ctx.master)
+        self.engine._started(EngineError(failure) if failure else None)
 
 
 class Engine:
@@ -124,18 +112,8 @@ class Engine:
         return Path(self.config.confdir).expanduser() / "mitmproxy-ca-cert.pem"
 
     async def _close_connections(self) -> None:
-        """Cancel each client's connection task, as mitmproxy's own idle timeout does, and let them wind down."""
-        ps = self.master.addons.get("proxyserver") if self.master else None
-        if ps is None:
-            return
-        for handler in list(ps.connections.values()):
-            io = handler.transports.get(handler.client)
-            if io is not None and io.handler is not None:
-                io.handler.cancel("proxycap is stopping")
-        for _ in range(100):
-            if not ps.connections:
-                return
-            await asyncio.sleep(0.02)
+        if self.master is not None:
+            await close_client_connections(self.master, "proxycap is stopping")
 
     def _thread_main(self) -> None:
         loop = asyncio.new_event_loop()

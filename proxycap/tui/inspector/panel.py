@@ -20,9 +20,9 @@ from textual.message import Message
 from textual.widgets import Input, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from proxycap.store import Store
-from proxycap.tui import bodyview, flowdoc
-from proxycap.tui.flowdoc import DocOptions, FlowDoc
+from proxycap.storage.store import Store
+from proxycap.tui.inspector import bodyview, flowdoc
+from proxycap.tui.inspector.flowdoc import DocOptions, FlowDoc
 from proxycap.tui.textlines import TextLines
 
 TABS = {"request": "Request", "response": "Response", "details": "Details", "websocket": "WebSocket"}

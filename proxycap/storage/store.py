@@ -23,8 +23,8 @@ import zstandard
 from mitmproxy import http
 from mitmproxy.io import compat, tnetstring
 
-from proxycap import flowstate
-from proxycap.summary import FIELDS
+from proxycap.capture import flowstate
+from proxycap.capture.summary import FIELDS
 
 SCHEMA_VERSION = 1
 TABLES = frozenset({"flows", "flow_data", "connections", "clients", "events"})  # what a store must have

@@ -22,7 +22,7 @@ from rich.style import Style
 from rich.syntax import ANSI_DARK, ANSISyntaxTheme
 from rich.text import Span, Text
 
-from proxycap import fmt
+from proxycap.query import fmt
 
 # Body views the user cycles through; "auto" picks one from the content type and the data.
 MODES: tuple[str, ...] = ("auto", "json", "xml/html", "url-encoded", "multipart form", "image", "text", "hex")

@@ -23,10 +23,10 @@ from typing import Any
 
 from mitmproxy.utils import human
 
-from proxycap.bus import Bus, ClientEvent, FlowEvent, LogEvent, state_bytes
-from proxycap.store import Store, StoreError
-from proxycap.summary import summarize_state
-from proxycap.writer_child import Trimmer, read_frame, write_frame
+from proxycap.capture.bus import Bus, ClientEvent, FlowEvent, LogEvent, state_bytes
+from proxycap.capture.summary import summarize_state
+from proxycap.storage.child import Trimmer, read_frame, write_frame
+from proxycap.storage.store import Store, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class StoreWriter:
         child = subprocess.Popen(
             # -O: unless Python runs optimised, mitmproxy type-checks every message it builds: two thirds of what a
             # summary costs the child, and the TypeErrors it catches leave reference cycles that hold bodies.
-            [sys.executable, "-O", "-m", "proxycap.writer_child", str(self.store_path)],
+            [sys.executable, "-O", "-m", "proxycap.storage.child", str(self.store_path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # it reports on stdout; nothing may reach the user's terminal raw

@@ -1,4 +1,4 @@
-"""The store writer's child process: ``python -O -m proxycap.writer_child STORE``.
+"""The store writer's child process: ``python -O -m proxycap.storage.child STORE``.
 
 Serialising flows (tnetstring), compressing them (zstd) and SQLite cost about as much CPU per flow as mitmproxy
 itself; in the proxy's process they would share its GIL and cut its throughput (bench/RESULTS.md). Here they run on
@@ -24,9 +24,9 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from proxycap import gcsettle
-from proxycap.store import Store, StoreError
-from proxycap.summary import summarize_state
+from proxycap.capture.summary import summarize_state
+from proxycap.runtime import gcsettle
+from proxycap.storage.store import Store, StoreError
 
 _COUNT = struct.Struct("!I")
 IOV_PARTS = 512  # parts per writev: within every platform's IOV_MAX (1024 on Linux and macOS)

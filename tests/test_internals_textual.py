@@ -15,10 +15,10 @@ from textual import events
 from textual.app import App
 from textual.message import Message
 
-from proxycap.store import Store
-from proxycap.tui import switching
+from proxycap.internals.textual import PromptEscapeDriver
+from proxycap.runtime import switching
+from proxycap.storage.store import Store
 from proxycap.tui.app import ProxycapApp
-from proxycap.tui.driver import PromptEscapeDriver
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,9 +14,9 @@ from mitmproxy.utils import strutils
 from rich.style import Style
 from rich.text import Text
 
-from proxycap import fmt
-from proxycap.summary import peer, summarize
-from proxycap.tui.bodyview import LIMIT, NOTE, Body, head_lines, render_body, render_raw
+from proxycap.capture.summary import peer, summarize
+from proxycap.query import fmt
+from proxycap.tui.inspector.bodyview import LIMIT, NOTE, Body, head_lines, render_body, render_raw
 
 SECTION = Style(bold=True, underline=True)
 KEY = Style(dim=True)

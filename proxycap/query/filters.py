@@ -9,8 +9,8 @@ from typing import Any
 
 from mitmproxy import flowfilter
 
-from proxycap.sqlfilter import answerable, to_sql
-from proxycap.store import Query, Store
+from proxycap.query.sql import answerable, to_sql
+from proxycap.storage.store import Query, Store
 
 DANGLING = ("&", "|", "!")
 

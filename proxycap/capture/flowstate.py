@@ -2,15 +2,16 @@
 
 ``flow.get_state()`` spends most of its time re-serialising the client and server connections (generic,
 introspective dataclass code), although a keep-alive connection carries many flows and rarely changes.
-The recorder keeps each live connection's state and recomputes it only when the connection changed; the
-store keeps connections in a table of their own, once per version, instead of inside every flow.
+The recorder keeps each live connection's state and recomputes it only when the connection changed
+(``internals.mitmproxy.snapshot`` takes a flow's state with them); the store keeps connections in a table of their
+own, once per version, instead of inside every flow.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mitmproxy import connection, http
+from mitmproxy import connection
 
 State = dict[str, Any]
 
@@ -47,32 +48,6 @@ class ConnectionStates:
 
     def forget(self, conn: connection.Connection) -> None:
         self._states.pop(conn.id, None)
-
-
-class _Taken:
-    """Stands in for a connection while ``flow.get_state()`` runs, answering with the cached state."""
-
-    __slots__ = ("state",)
-
-    def __init__(self, state: State) -> None:
-        self.state = state
-
-    def get_state(self) -> State:
-        return self.state
-
-
-def snapshot(flow: http.HTTPFlow, conns: ConnectionStates) -> State:
-    """``flow.get_state()``, with the connections' states taken from ``conns``.
-
-    mitmproxy's own ``get_state`` does the rest, so the format stays mitmproxy's whatever its version. The swap
-    is invisible: it happens and is undone within one synchronous call on the proxy's loop.
-    """
-    client, server = flow.client_conn, flow.server_conn
-    flow.client_conn, flow.server_conn = _Taken(conns.get(client)), _Taken(conns.get(server))  # type: ignore[assignment]
-    try:
-        return flow.get_state()
-    finally:
-        flow.client_conn, flow.server_conn = client, server
 
 
 def split(state: State) -> tuple[State, State, State]:

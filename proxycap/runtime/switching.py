@@ -1,4 +1,11 @@
-"""How readily the UI thread hands the GIL to the proxy's thread, which shares the process with it.
+"""How readily a thread hands the GIL to the proxy's thread, which shares the process with it (CPython's switch
+interval).
+
+The proxy's thread shares the GIL with the store writer's threads, and after each of its I/O waits it may wait out
+CPython's switch interval (5 ms) while one of them runs a batch. 0.5 ms lets it in sooner: `record`'s p99 -10-15 %
+(bench/RESULTS.md, "Switch interval"); `record` runs with it throughout (``recording``).
+
+In `tui`, the UI thread shares it too.
 
 A live update (the tick and its frame) is ~10-15 ms of Python. Handing the GIL over every 0.1-0.5 ms stretched it
 to twice that and slowed every request that passed meanwhile; held until the frame is drawn, it delays only the
@@ -13,14 +20,17 @@ from __future__ import annotations
 import sys
 import time
 
-from proxycap.session import SWITCH_INTERVAL
-
-LIVE = SWITCH_INTERVAL  # seconds: the switch interval between live updates
+LIVE = 0.0005  # seconds: the switch interval while only the proxy and the writer run (and between live updates)
 UPDATING = 0.05  # seconds: while a live update is drawn
 QUIET = 0.5  # seconds without input before it counts as only following
 DEFAULT = sys.getswitchinterval()
 
 _last_input = 0.0
+
+
+def recording() -> None:
+    """For a process that only proxies and records (``proxycap record``)."""
+    sys.setswitchinterval(LIVE)
 
 
 def input_arrived() -> None:

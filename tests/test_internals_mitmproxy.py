@@ -9,7 +9,7 @@ from mitmproxy.master import Master
 from mitmproxy.proxy.layers.http import HttpRequestHook
 from mitmproxy.test import tflow
 
-from proxycap.dispatch import QuickMaster
+from proxycap.internals.mitmproxy import QuickMaster
 
 
 class Calls:

@@ -21,8 +21,8 @@ from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from proxycap import fmt
-from proxycap.store import Store
+from proxycap.query import fmt
+from proxycap.storage.store import Store
 
 ALL = "*"  # option id of the "all clients" row
 

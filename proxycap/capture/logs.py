@@ -10,8 +10,8 @@ import logging
 import logging.handlers
 from pathlib import Path
 
-from proxycap.bus import Bus, LogEvent
-from proxycap.summary import peer
+from proxycap.capture.bus import Bus, LogEvent
+from proxycap.capture.summary import peer
 
 # The recorder reports these itself, tied to the flow and with a hint on trusting the CA.
 REPORTED_BY_RECORDER = ("Client TLS handshake failed",)

@@ -9,16 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from proxycap.bus import Bus
-from proxycap.engine import Engine, EngineConfig
-from proxycap.logs import setup_logging
-from proxycap.store import Query, Store
-from proxycap.writer import StoreWriter
-
-# The proxy's thread shares the GIL with the store writer's threads, and after each of its I/O waits it may wait out
-# CPython's switch interval (5 ms) while one of them runs a batch. 0.5 ms lets it in sooner: `record`'s p99 -10-15 %
-# (bench/RESULTS.md). The TUI sets its own (tui/switching.py): this one while it only follows the traffic.
-SWITCH_INTERVAL = 0.0005
+from proxycap.capture.bus import Bus
+from proxycap.capture.engine import Engine, EngineConfig
+from proxycap.capture.logs import setup_logging
+from proxycap.storage.store import Query, Store
+from proxycap.storage.writer import StoreWriter
 
 
 class CaptureSession:

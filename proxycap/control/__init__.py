@@ -1,0 +1,2 @@
+"""Control: a capture session (bus, store writer and engine wired together) and the control API through which a UI
+acts on it."""
