@@ -136,7 +136,7 @@ class PromptEscapeDriver(LinuxDriver):
     ``ESCDELAY`` ms for more before calling it a key. But Textual's input thread only looks at that wait's end
     when its 100 ms poll of the terminal times out: Esc (close the inspector, clear the filter) reached the app
     100-200 ms after the key, whatever ``ESCDELAY`` said. This thread sleeps until the parser's deadline instead.
-    (``proxycap tui`` also lowers ``ESCDELAY``'s default: see ``cli.TEXTUAL_ENV``.) The thread also tells
+    (``proxycap tui`` also lowers ``ESCDELAY``'s default: see ``cli.capture.TEXTUAL_ENV``.) The thread also tells
     ``runtime.switching`` that input arrived, before the input is parsed.
     """
 

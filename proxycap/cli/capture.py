@@ -1,0 +1,116 @@
+"""``proxycap tui`` and ``proxycap record``: run the proxy with the inspector, or headless."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from proxycap import __version__
+from proxycap.cli.common import add_proxy_options, client_ip, engine_config, wait_for_signal
+from proxycap.paths import default_log_file, default_store, filter_history
+from proxycap.runtime import gcsettle
+
+# Textual's settings that `proxycap tui` changes, unless the environment says (read once, when Textual is imported):
+TEXTUAL_ENV = {
+    # How long a lone Esc waits for the rest of an escape sequence (ms; ncurses' name). Textual's 100 ms is caution
+    # for slow serial lines; a terminal writes a whole sequence at once, even over SSH (vim's users and newsbeuter
+    # settle on 25).
+    "ESCDELAY": "25",
+    # Frames a second at most. After a late frame Textual's frame timer waits for the slot after next, so a key whose
+    # result takes two frames (clearing the filter: the field, then the list) waited 16-33 ms for the second at 60.
+    # Frames are drawn only when something changed, and live updates are paced by the UI's CPU time.
+    "TEXTUAL_FPS": "120",
+}
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    tui = sub.add_parser("tui", help="run the proxy with the live traffic inspector")
+    add_proxy_options(tui)
+    tui.add_argument("--client", metavar="IP", help="start focused on this client IP")
+    tui.add_argument("--open", type=Path, metavar="STORE", help="browse an earlier capture read-only (no proxy)")
+    tui.set_defaults(run=cmd_tui)
+
+    rec = sub.add_parser("record", help="run a headless recording proxy")
+    add_proxy_options(rec)
+    rec.add_argument("-q", "--quiet", action="store_true", help="don't print a line per flow")
+    rec.set_defaults(run=cmd_record)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from proxycap.control.session import CaptureSession
+    from proxycap.query.fmt import flow_line
+    from proxycap.runtime import switching
+
+    session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
+    printer = None if args.quiet else session.bus.subscribe("record-printer", limit=100_000)
+    session.start()
+    gcsettle.settle()
+    switching.recording()
+    addrs = ", ".join(f"{h}:{p}" for h, p in session.engine.listen_addrs)
+    print(
+        f"proxycap {__version__} listening on {addrs}, recording to {session.store_path}",
+        file=sys.stderr,
+        flush=True,
+    )
+    done = threading.Event()
+    printing = None
+    if printer is not None:
+        printing = threading.Thread(target=_print_flows, args=(printer, flow_line, done), daemon=True)
+        printing.start()
+    try:
+        wait_for_signal()
+    finally:
+        written = session.stop()
+        done.set()
+        if printing is not None:
+            printing.join()  # the flows stopped with are printed too
+    print(f"stopped; {written} flows written to {session.store_path}", file=sys.stderr)
+    return 0
+
+
+def _print_flows(sub, line: Callable, done: threading.Event) -> None:
+    from proxycap.capture.bus import FlowEvent
+
+    while True:
+        stopping = done.wait(0.1)
+        for ev in sub.drain():
+            if isinstance(ev, FlowEvent) and ev.kind in ("response", "error"):
+                print(line(ev.summary), flush=False)
+        sys.stdout.flush()
+        if stopping:
+            return
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    """Start the proxy before importing Textual: it listens sooner, and its errors print before the UI starts."""
+    for name, value in TEXTUAL_ENV.items():
+        os.environ.setdefault(name, value)
+    client = client_ip(args.client)
+    if args.open is not None:
+        from proxycap.tui.app import ProxycapApp
+
+        ProxycapApp(args.open, client=client, history_file=filter_history(), settle=gcsettle.settle).run()
+        return 0
+    from proxycap.control.session import CaptureSession
+
+    session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
+    session.start()
+    try:
+        from proxycap.tui.app import ProxycapApp
+
+        # With the UI drawn, the bulk of what lives until exit exists; its frames take the full collections.
+        app = ProxycapApp(
+            session.store_path,
+            session,
+            client=client,
+            history_file=filter_history(),
+            settle=lambda: gcsettle.settle(defer_full=True),
+        )
+        app.run()
+    finally:
+        session.stop()
+    return 0
