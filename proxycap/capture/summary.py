@@ -44,6 +44,11 @@ FIELDS: tuple[str, ...] = (
     "ws_messages",
     "streamed",
     "state",
+    # Added in store schema 2, filled by the features that know them:
+    "process",  # the local program that opened the client connection, "name (pid)"
+    "source",  # where an imported flow came from (the file), None for captured ones
+    "modified",  # what changed the flow in flight (rules, breakpoints), for the list and Details
+    "intercepted",  # stopped at a breakpoint right now
 )
 
 
@@ -132,6 +137,10 @@ def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
         "ws_messages": len(ws.messages) if ws else 0,
         "streamed": ",".join(sorted(streamed)) or None,
         "state": state,
+        "process": None,
+        "source": None,
+        "modified": None,
+        "intercepted": False,
     }
 
 

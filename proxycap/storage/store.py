@@ -26,7 +26,10 @@ from mitmproxy.io import compat, tnetstring
 from proxycap.capture import flowstate
 from proxycap.capture.summary import FIELDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns each schema version added to ``flows``: an older store gets them when opened for writing, and a read-only
+# one reads them as NULL.
+ADDED_COLUMNS = {2: ("process", "source", "modified", "intercepted")}
 TABLES = frozenset({"flows", "flow_data", "connections", "clients", "events"})  # what a store must have
 CONNECTIONS_REMEMBERED = 10_000  # connection versions the writer remembers having written
 
@@ -44,6 +47,7 @@ _COLUMN_TYPES = {
     "ttfb_ms": "REAL",
     "websocket": "INTEGER",
     "ws_messages": "INTEGER",
+    "intercepted": "INTEGER",
 }
 COLUMNS: tuple[str, ...] = FIELDS
 _REAL = frozenset(c for c, t in _COLUMN_TYPES.items() if t == "REAL")
@@ -174,6 +178,7 @@ class Store:
         self._lock = threading.RLock()
         self._compressor = zstandard.ZstdCompressor(level=3)
         self._conn_written: dict[str, dict[str, Any]] = {}  # connection id → the state last written
+        self._missing: frozenset[str] = frozenset()  # columns a read-only store of an older schema lacks
         self._db = self._connect()
 
     # --- opening --------------------------------------------------------------------------------
@@ -204,6 +209,8 @@ class Store:
                 db.executescript(_SCHEMA)
             except sqlite3.DatabaseError as e:
                 raise StoreError(self._explain(e)) from None
+        elif 0 < version < SCHEMA_VERSION and tables >= TABLES:
+            self._upgrade(db, version)
         elif version != SCHEMA_VERSION or not tables >= TABLES:
             db.close()
             if version == 0:
@@ -221,6 +228,24 @@ class Store:
             except sqlite3.DatabaseError as e:
                 raise StoreError(self._explain(e)) from None
         return db
+
+    def _upgrade(self, db: sqlite3.Connection, version: int) -> None:
+        """Bring an older store's schema up to date (adding columns only), or read it as it is if read-only."""
+        added = [c for v in range(version + 1, SCHEMA_VERSION + 1) for c in ADDED_COLUMNS.get(v, ())]
+        if self.readonly:
+            self._missing = frozenset(added)
+            return
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for column in added:
+                db.execute(f"ALTER TABLE flows ADD COLUMN {column} {_COLUMN_TYPES.get(column, 'TEXT')}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except sqlite3.DatabaseError as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.close()
+            raise StoreError(self._explain(e)) from None
 
     def _explain(self, e: sqlite3.DatabaseError) -> str:
         msg = str(e)
@@ -267,7 +292,8 @@ class Store:
         """
         # SQLite's JSON prints REALs with 15 digits, cutting an epoch timestamp to 10 µs: send them as text.
         cells = ", ".join(f"iif({c} IS NULL, NULL, printf('%!.17g', {c}))" if c in _REAL else c for c in columns)
-        sql = f"SELECT json_group_array(json_array({cells})) FROM (SELECT {', '.join(columns)} {tail})"
+        selected = ", ".join(f"NULL AS {c}" if c in self._missing else c for c in columns)
+        sql = f"SELECT json_group_array(json_array({cells})) FROM (SELECT {selected} {tail})"
         rows = json.loads(self._read(sql, args)[0][0])
         real = [i for i, c in enumerate(columns) if c in _REAL]
         for row in rows:
