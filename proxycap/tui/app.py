@@ -32,6 +32,7 @@ from textual.worker import Worker, get_current_worker
 from proxycap.capture.bus import ClientEvent, FlowEvent, LogEvent
 from proxycap.capture.engine import EngineError
 from proxycap.capture.summary import META_REPLAY_OF
+from proxycap.control.editing import EditError, request_text
 from proxycap.control.session import CaptureSession
 from proxycap.internals.textual import PromptEscapeDriver
 from proxycap.query.filters import FilterError
@@ -40,7 +41,7 @@ from proxycap.runtime import gcsettle, switching
 from proxycap.storage.store import Store
 from proxycap.tui import keys
 from proxycap.tui.chrome.clients import ClientRow, ClientsPanel, ReverseDNS, client_rows
-from proxycap.tui.chrome.edit import EditError, EditScreen, request_text
+from proxycap.tui.chrome.edit import EditScreen
 from proxycap.tui.chrome.filter_bar import FilterBar
 from proxycap.tui.chrome.keybar import KeyBar
 from proxycap.tui.chrome.screens import ConfirmScreen, EventLogScreen, EventRow, HelpScreen, RenameScreen
