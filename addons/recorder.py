@@ -1,8 +1,7 @@
 """Recorder addon: turns mitmproxy hooks into flow events on proxycap's bus.
 
-Inside proxycap the engine hands it the app's bus. Loaded into stock mitmproxy tools
-(``mitmdump -s addons/recorder.py --set proxycap_store=PATH``) it owns a bus and a store writer itself.
-Every hook here runs on the proxy's event loop, so each does O(1) work: summarise, publish, return.
+The engine hands it the session's bus (in stock mitmproxy tools, ``control/standalone.py`` does). Every hook here
+runs on the proxy's event loop, so each does O(1) work: summarise, publish, return.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from mitmproxy import connection, ctx, exceptions, flow, http, tls
@@ -49,10 +47,8 @@ def _count_streamed(f: http.HTTPFlow, which: str) -> Callable[[bytes], bytes]:
 
 
 class Recorder:
-    def __init__(self, bus: Bus | None = None) -> None:
-        self.bus = bus or Bus()
-        self._standalone = bus is None
-        self._writer: Any = None  # StoreWriter when standalone
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
         self._connects: dict[str, http.HTTPFlow] = {}  # client id → its CONNECT flow, to record TLS failures
         self._ws_snapshot: dict[str, float] = {}
         # Requests not published yet: flow id → (flow, the timer that publishes it).
@@ -61,12 +57,6 @@ class Recorder:
         self._backlog_limit = human.parse_size(DEFAULT_BACKLOG)
 
     def load(self, loader: Any) -> None:
-        loader.add_option(
-            "proxycap_store",
-            str,
-            "",
-            "Record flows into this proxycap store (SQLite). Only used when loaded into plain mitmproxy tools.",
-        )
         loader.add_option(
             "proxycap_backlog",
             str,
@@ -85,26 +75,15 @@ class Recorder:
             if not limit:
                 raise exceptions.OptionsError("proxycap_backlog must be a size above zero, such as 32m")
             self._backlog_limit = limit
-        if self._standalone and "proxycap_store" in updated and ctx.options.proxycap_store:
-            from proxycap.storage.store import StoreError
-            from proxycap.storage.writer import StoreWriter
-
-            if self._writer:
-                self._writer.stop()
-            self._writer = StoreWriter(Path(ctx.options.proxycap_store), self.bus)
-            try:
-                self._writer.start()
-            except StoreError as e:
-                self._writer = None
-                raise exceptions.OptionsError(str(e)) from None
 
     def done(self) -> None:
-        for f, timer in list(self._requests.values()):  # shutting down: what is in flight is stored as such
+        self.flush()
+
+    def flush(self) -> None:
+        """Publish the requests still waiting to be announced: shutting down, what is in flight is stored as such."""
+        for f, timer in list(self._requests.values()):
             timer.cancel()
             self._publish_request(f)
-        if self._writer:
-            self._writer.stop()
-            self._writer = None
 
     # --- publishing -----------------------------------------------------------------------------
 
@@ -212,5 +191,3 @@ class Recorder:
         f.error = flow.Error(message)
         return self._publish("error", f)
 
-
-addons = [Recorder()]

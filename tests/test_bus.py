@@ -1,9 +1,9 @@
-"""The bus: every event reaches the store writer; other subscribers get summaries (or only flow ids) and bounded
-queues."""
+"""The bus: every event reaches the store writer; other subscribers get summaries, the kinds of event they asked for
+and bounded queues."""
 
 from __future__ import annotations
 
-from proxycap.capture.bus import Bus, FlowEvent, LogEvent
+from proxycap.capture.bus import Bus, Committed, FlowEvent, LogEvent
 
 
 def test_only_the_writer_holds_bodies_and_a_full_queue_lags() -> None:
@@ -43,7 +43,7 @@ def test_summaries_are_wanted_while_a_subscriber_reading_them_listens() -> None:
     """Only then does the proxy's thread make them; a summary-less event never reaches such a subscriber."""
     bus = Bus()
     writer = bus.subscribe("writer", with_state=True)
-    ui = bus.subscribe("ui", limit=10, summaries=False)  # it reads rows from the store
+    ui = bus.subscribe("ui", limit=10, kinds=(Committed, LogEvent))  # it reads rows from the store
     assert not bus.wants_summaries
     printer = bus.subscribe("printer", limit=10)
     assert bus.wants_summaries
@@ -51,10 +51,18 @@ def test_summaries_are_wanted_while_a_subscriber_reading_them_listens() -> None:
     assert printer.drain() == [] and printer.take_lagged()  # it reloads from the store
     bus.publish(FlowEvent("response", "b", {"n": 1}, {}))
     assert [e.summary for e in printer.drain()] == [{"n": 1}]
-    assert [(e.kind, e.flow_id, e.summary, e.state) for e in ui.drain()] == [
-        ("response", "a", None, None),
-        ("response", "b", None, None),
-    ]
+    assert ui.drain() == []
     printer.close()
     assert not bus.wants_summaries
     assert [e.flow_id for e in writer.drain()] == ["a", "b"]
+
+
+def test_subscribers_get_only_the_kinds_they_asked_for() -> None:
+    bus = Bus()
+    writer = bus.subscribe("writer", with_state=True, kinds=(FlowEvent, LogEvent))
+    ui = bus.subscribe("ui", limit=10, kinds=(Committed, LogEvent))
+    bus.publish(FlowEvent("response", "a", None, {}))
+    bus.publish(Committed([("a", 1, "done")]))
+    bus.publish(LogEvent(0.0, "WARNING", "hello"))
+    assert [type(e) for e in writer.drain()] == [FlowEvent, LogEvent]
+    assert [type(e) for e in ui.drain()] == [Committed, LogEvent]

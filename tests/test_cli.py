@@ -313,7 +313,7 @@ def test_recorder_loads_into_stock_mitmdump(tmp_path: Path, confdir: Path, origi
             "--set",
             f"confdir={confdir}",
             "-s",
-            str(REPO / "addons" / "recorder.py"),
+            subprocess.check_output([sys.executable, "-m", "proxycap.control.standalone"], text=True).strip(),
             "--set",
             f"proxycap_store={store}",
         ],

@@ -36,8 +36,8 @@ from proxycap.query import views as view_module
 from proxycap.query.views import Found as Batch
 from proxycap.query.views import ViewSpec, load_sql
 from proxycap.storage.store import Store
-from proxycap.tui import app as app_module
-from proxycap.tui.app import ProxycapApp, tick_interval
+from proxycap.tui import live as app_module
+from proxycap.tui.app import ProxycapApp
 from proxycap.tui.chrome.edit import EditScreen
 from proxycap.tui.chrome.filter_bar import DEBOUNCE, FilterBar
 from proxycap.tui.chrome.keybar import KeyBar
@@ -47,6 +47,7 @@ from proxycap.tui.flows.model import FlowView
 from proxycap.tui.inspector import flowdoc
 from proxycap.tui.inspector import panel as inspector_module
 from proxycap.tui.inspector.flowdoc import DocOptions, FlowDoc
+from proxycap.tui.live import tick_interval
 from proxycap.tui.textlines import TextLines
 
 pytestmark = pytest.mark.timeout(60)
@@ -77,7 +78,7 @@ def listed(app: ProxycapApp) -> list[dict]:
 
 
 async def test_flows_appear_and_clients_are_counted_and_selectable(proxy: Proxy, origin: OriginServer) -> None:
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client("127.0.0.2") as a, proxy.client("127.0.0.3") as b:
             await fetch(a, *(f"{origin.url}/json?n={i}" for i in range(3)))
@@ -98,9 +99,9 @@ async def test_flows_appear_and_clients_are_counted_and_selectable(proxy: Proxy,
 
 async def test_the_total_counts_new_flows_with_the_list(proxy: Proxy, origin: OriginServer) -> None:
     """It showed the clients panel's sum, up to a refresh behind: "102,066 shown / 101,659 flows"."""
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
-        app._clients_timer.stop()  # the panel's counts stay where they are
+        app.live._clients_timer.stop()  # the panel's counts stay where they are
         with proxy.client() as c:
             await fetch(c, f"{origin.url}/json", f"{origin.url}/html")
         await until(pilot, lambda: len(app.view) == 2, what="2 flows listed")
@@ -108,7 +109,7 @@ async def test_the_total_counts_new_flows_with_the_list(proxy: Proxy, origin: Or
 
 
 async def test_started_focused_on_a_client(proxy: Proxy, origin: OriginServer) -> None:
-    app = ProxycapApp(proxy.store_path, proxy.session, client="127.0.0.3")
+    app = ProxycapApp(proxy.store_path, proxy.session.control, client="127.0.0.3")
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client("127.0.0.2") as a, proxy.client("127.0.0.3") as b:
             await fetch(a, f"{origin.url}/json")
@@ -121,7 +122,7 @@ async def test_started_focused_on_a_client(proxy: Proxy, origin: OriginServer) -
 
 async def test_filter_expressions_text_and_errors(proxy: Proxy, origin: OriginServer, tmp_path: Path) -> None:
     history = tmp_path / "state" / "filter-history"
-    app = ProxycapApp(proxy.store_path, proxy.session, history_file=history)
+    app = ProxycapApp(proxy.store_path, proxy.session.control, history_file=history)
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client() as c:
             await fetch(
@@ -171,7 +172,7 @@ async def test_filter_expressions_text_and_errors(proxy: Proxy, origin: OriginSe
     # The history outlives the session, private to the user.
     assert history.read_text().splitlines() == ["~c 404 & (~c 500 | ~c 404)"]
     assert history.stat().st_mode & 0o777 == 0o600
-    again = ProxycapApp(proxy.store_path, proxy.session, history_file=history)
+    again = ProxycapApp(proxy.store_path, proxy.session.control, history_file=history)
     async with again.run_test(size=(120, 36)) as pilot:
         await pilot.press("slash", "up")
         assert again.filter_bar.value == "~c 404 & (~c 500 | ~c 404)"
@@ -181,7 +182,7 @@ async def test_an_unwritable_filter_history_costs_only_the_history(
     proxy: Proxy, origin: OriginServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "not-a-dir").write_text("")
-    app = ProxycapApp(proxy.store_path, proxy.session, history_file=tmp_path / "not-a-dir" / "filter-history")
+    app = ProxycapApp(proxy.store_path, proxy.session.control, history_file=tmp_path / "not-a-dir" / "filter-history")
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client() as c:
             await fetch(c, f"{origin.url}/json", f"{origin.url}/html")
@@ -195,7 +196,7 @@ async def test_an_unwritable_filter_history_costs_only_the_history(
 
 
 async def test_expression_view_takes_new_flows_live(proxy: Proxy, origin: OriginServer) -> None:
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("slash", *"~c 404", "enter")
         await until(pilot, lambda: app.view.spec.expr == "~c 404" and not app.view.loading)
@@ -212,7 +213,7 @@ async def test_rows_follow_their_flows_from_the_store_and_https_ends_the_ca_hint
     proxy: Proxy, origin: OriginServer, tls_origin: OriginServer
 ) -> None:
     """The UI's events say only which flow changed: a row listed in flight is fetched again once it is done."""
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client() as c:
             slow = asyncio.create_task(fetch(c, f"{origin.url}/slow?ms=1500"))
@@ -225,7 +226,7 @@ async def test_rows_follow_their_flows_from_the_store_and_https_ends_the_ca_hint
 
 
 async def test_inspector_shows_pretty_json(proxy: Proxy, origin: OriginServer) -> None:
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client() as c:
             await fetch(c, f"{origin.url}/json")
@@ -248,7 +249,7 @@ async def test_a_big_body_shows_at_once_and_then_whole(
     proxy: Proxy, origin: OriginServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     items = [{"i": k, "name": f"item {k}"} for k in range(2000)]  # ~110k characters pretty-printed
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client() as c:
             await asyncio.to_thread(c.post, f"{origin.url}/echo", json={"items": items})
@@ -296,12 +297,12 @@ async def test_new_client_counts_wait_for_the_tick_that_draws_the_new_flows(tmp_
     app = ProxycapApp(build_store(tmp_path / "capture.db"))
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: len(app.clients.rows) == 3)
-        app._tick_timer.stop()  # this test ticks by hand
+        app.live._tick_timer.stop()  # this test ticks by hand
         newer = [dataclasses.replace(row, flows=row.flows + 1) for row in app.clients.rows]
-        app._show_clients(newer, trusted=False)
+        app.live.show_clients(newer, trusted=False)
         await pilot.pause(0.2)
         assert app.clients.rows != newer
-        app._tick()
+        app.live.tick()
         assert app.clients.rows == newer
 
 
@@ -453,13 +454,13 @@ async def test_a_filter_shows_the_newest_screenful_first_and_stays_there(
     monkeypatch.setattr(view_module, "PREVIEW_WINDOW", 40)
     app = ProxycapApp(build_store(tmp_path / "capture.db", extra=60))
     applied: list[tuple[int, bool]] = []
-    apply = app._apply
+    apply = app.live.apply
 
     def watched(gen: int, batch: Batch) -> None:
         applied.append((len(batch.seqs), batch.done))
         apply(gen, batch)
 
-    app._apply = watched  # type: ignore[method-assign]
+    app.live.apply = watched  # type: ignore[method-assign]
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: not app.view.loading)
         await pilot.press("G")
@@ -588,7 +589,7 @@ async def test_opening_the_inspector_lays_the_screen_out_once(tmp_path: Path, mo
 
 
 async def test_follow_and_new_flow_count(proxy: Proxy, origin: OriginServer) -> None:
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(80, 24)) as pilot:
         flows = app.flows
         with proxy.client() as c:
@@ -621,7 +622,7 @@ async def test_a_live_capture_opens_at_its_newest_flows_and_a_browsed_one_at_its
         for i in range(40):
             c.get(f"{origin.url}/json?i={i}")
         proxy.wait_flows(40)
-        app = ProxycapApp(proxy.store_path, proxy.session)
+        app = ProxycapApp(proxy.store_path, proxy.session.control)
         async with app.run_test(size=(80, 24)) as pilot:
             flows = app.flows
             await until(pilot, lambda: len(app.view) == 40)
@@ -638,7 +639,7 @@ async def test_a_live_capture_opens_at_its_newest_flows_and_a_browsed_one_at_its
 
 
 async def test_mark_clear_and_delete(proxy: Proxy, origin: OriginServer) -> None:
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client() as c:
             await fetch(c, *(f"{origin.url}/status/{s}" for s in (200, 201, 202)))
@@ -660,7 +661,7 @@ async def test_mark_clear_and_delete(proxy: Proxy, origin: OriginServer) -> None
 
 
 async def test_replay_resends_a_flow_as_a_new_one_naming_the_original(proxy: Proxy, origin: OriginServer) -> None:
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client() as c:
             await fetch(c, f"{origin.url}/json?n=7")
@@ -681,7 +682,7 @@ async def test_replay_resends_a_flow_as_a_new_one_naming_the_original(proxy: Pro
 
 
 async def test_an_edited_request_is_sent_as_a_new_flow(proxy: Proxy, origin: OriginServer) -> None:
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
         with proxy.client() as c:
             await asyncio.to_thread(c.post, f"{origin.url}/echo", content=b"hello", headers={"x-a": "1"})
@@ -748,7 +749,7 @@ async def test_thousands_of_flows_while_the_ui_runs(proxy: Proxy, origin: Origin
         with concurrent.futures.ThreadPoolExecutor(clients) as pool:
             list(pool.map(run, range(clients)))
 
-    app = ProxycapApp(proxy.store_path, proxy.session)
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
         started = time.monotonic()
         await asyncio.to_thread(blast)

@@ -12,7 +12,7 @@ from rich.control import strip_control_codes
 from rich.text import Text
 from tui_data import CURL, FIREFOX, PHONE, _flow, build_store, flows
 
-from proxycap.capture.bus import FlowEvent
+from proxycap.capture.bus import Committed
 from proxycap.capture.summary import summarize
 from proxycap.query import views as views_module
 from proxycap.query.filters import FilterError
@@ -20,7 +20,6 @@ from proxycap.query.views import Found as Batch
 from proxycap.query.views import ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 from proxycap.storage.store import Query, Store
 from proxycap.tui.chrome.clients import ua_label
-from proxycap.tui.flows import model as view_module
 from proxycap.tui.flows.flow_list import COLUMNS, fit, layout
 from proxycap.tui.flows.model import FlowView
 from proxycap.tui.inspector.bodyview import _THEME, _lexer, highlight, render_body, render_raw
@@ -164,27 +163,29 @@ def test_new_rows_are_discovered_past_last_seq(store: Store) -> None:
     assert discover_sql(store, view.spec, view.last_seq) is None  # nothing new: no query beyond max(seq)
 
 
-def test_events_make_cached_rows_stale_until_the_store_has_had_time_to_write_them(store: Store) -> None:
-    """Events say only which flow changed: its row is fetched again at each tick for ``WRITE_LAG`` seconds, so a
-    fetch that raced the store writer (the event came first) shows the change once the writer has written it."""
+def test_a_committed_row_is_fetched_again_and_a_paused_view_holds_still(store: Store) -> None:
+    """The store says which rows it committed once it has them: a cached row among them is fetched again, once."""
     view = loaded(store, ViewSpec())
     first, seq = view.row(0), view.seq_at(0)
-    assert view.apply_events([FlowEvent("response", first["id"], None)], now=100.0) == {seq}
-    assert view.apply_events([FlowEvent("response", "not-cached", None)], now=100.0) == set()
-    assert view.stale(100.0) == {seq} and view.cached(seq) is None
-    assert view.row(0)["status"] == first["status"]  # fetched before the writer wrote the change
     store.write([({**first, "status": 418}, None)])
-    assert view.stale(100.0 + view_module.WRITE_LAG) == {seq}
-    assert view.row(0)["status"] == 418  # fetched within the lag: once more at the next tick
-    assert view.stale(100.1 + view_module.WRITE_LAG) == {seq}
-    view.row(0)
-    assert view.stale(100.2 + view_module.WRITE_LAG) == set() and view.cached(seq) is not None
+    assert view.row(0)["status"] == first["status"]  # cached: unchanged until the store says so
+    assert view.committed(Committed([(first["id"], seq, "done")])) == {seq}
+    assert view.cached(seq) is None and view.row(0)["status"] == 418
+    assert view.committed(Committed([("not-cached", 10_000, "done")])) == set()
+    assert view.committed(Committed(edited=[seq])) == {seq}  # a user's change (a mark) too
 
-    view.apply_events([FlowEvent("response", first["id"], None)], now=200.0)
+    view.row(0)
     view.frozen = True  # paused: the screen holds still
-    assert view.stale(200.0) == set() and view.cached(seq) is not None
+    assert view.committed(Committed([(first["id"], seq, "done")])) == set() and view.cached(seq) is not None
     view.thaw()
     assert view.cached(seq) is None
+
+
+def test_deleted_rows_leave_the_view(store: Store) -> None:
+    view = loaded(store, ViewSpec())
+    gone = view.seq_at(1)
+    assert view.remove([gone]) and view.index_of(gone) is None
+    assert not view.remove([gone])  # already gone: nothing to redraw
 
 
 def test_expression_scan_and_live_flows_rechecked(store: Store) -> None:
@@ -202,12 +203,15 @@ def test_expression_scan_and_live_flows_rechecked(store: Store) -> None:
     view.begin(spec)
     for b in batches:
         view.apply(b)
-    view.apply_events([FlowEvent("websocket", live_id, None)], now=0.0)
+    seq = store.seq_of(live_id)
+    view.committed(Committed([(live_id, seq, "live")]))
     assert view.recheck == set()  # still live
-    view.apply_events([FlowEvent("response", live_id, None)], now=0.0)
+    view.committed(Committed([(live_id, seq, "done")]))
     assert view.recheck == {live_id}
-    view.recheck.clear()  # a scan that read the flow before the store had its finish: checked again, not parked
+    view.recheck.clear()  # a scan that read the flow before the store had its finish: the store says it finished
     view.apply(Batch([], view.last_seq, undecided={live_id}))
+    assert live_id in view.undecided
+    view.finished(store.finished(view.undecided))
     assert view.recheck == {live_id} and live_id not in view.undecided
     for b in scanned(store, spec, view.last_seq, tuple(view.recheck)):
         view.apply(b)

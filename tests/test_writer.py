@@ -23,10 +23,10 @@ from conftest import Proxy, start_proxy
 from mitmproxy.test import tflow
 from origins import OriginServer, TestPKI
 
-from proxycap.capture.bus import Bus, FlowEvent
+from proxycap.capture.bus import Bus, Committed, FlowEvent
 from proxycap.capture.summary import FIELDS, summarize
 from proxycap.storage import child as writer_child
-from proxycap.storage.child import read_frame, write_frame
+from proxycap.storage.framing import read_frame, write_frame
 from proxycap.storage.store import Store
 from proxycap.storage.writer import StoreWriter, collapse
 
@@ -61,6 +61,30 @@ def small_backlog_proxy(tmp_path: Path, confdir: Path, pki: TestPKI) -> Iterator
         yield p
     finally:
         p.session.stop()
+
+
+def test_the_writer_says_which_flows_it_committed_once_the_store_has_them(proxy: Proxy, origin: OriginServer) -> None:
+    """Views update from ``Committed`` alone: each flow it names is already in the store, finished as it says."""
+    sub = proxy.session.bus.subscribe("view", limit=1000, kinds=(Committed,))
+    reader = Store(proxy.store_path, readonly=True)
+    try:
+        with proxy.client() as c:
+            for i in range(5):
+                c.get(f"{origin.url}/json?n={i}")
+        seen: dict[str, tuple[int, str]] = {}
+        deadline = time.monotonic() + 10
+        while len(seen) < 5 and time.monotonic() < deadline:
+            for event in sub.drain():
+                rows = reader.rows([seq for _, seq, _ in event.flows])  # read as soon as heard: never ahead
+                for flow_id, seq, state in event.flows:
+                    assert rows[seq]["id"] == flow_id and rows[seq]["state"] == state
+                    seen[flow_id] = (seq, state)
+            time.sleep(0.02)
+        assert sorted(seq for seq, _ in seen.values()) == reader.seqs()
+        assert {state for _, state in seen.values()} == {"done"}
+    finally:
+        sub.close()
+        reader.close()
 
 
 def test_store_failure_is_retried_without_stopping_the_proxy(small_backlog_proxy: Proxy, origin: OriginServer) -> None:
@@ -162,7 +186,7 @@ _CYCLES_OF_A_BATCH = """
 import gc, pickle, sys
 from mitmproxy.test import tflow
 from proxycap.storage import child as writer_child
-from proxycap.storage.child import read_frame, write_frame
+from proxycap.storage.framing import read_frame, write_frame
 from proxycap.storage.store import Store
 store = Store(sys.argv[1])
 batch = pickle.dumps(([(None, tflow.tflow(resp=True).get_state()) for _ in range(20)], [], []))

@@ -1,12 +1,14 @@
-"""In-process event bus between the proxy thread (publisher) and the store writer and UI (subscribers).
+"""In-process event bus: the proxy's thread publishes flows, the store writer publishes what it committed, and the
+store writer, the UI and the ``record`` printer subscribe to the kinds of event they want.
 
 Publishing must never make the proxy wait: it appends to each subscriber's deque (atomic in CPython, no
 locks) and returns. Subscribers drain on their own schedule. A bounded subscriber that falls behind is
 marked ``lagged`` and stops receiving until it drains; it then catches up from the store instead.
 
-The one subscriber that must see everything (the store writer) reports how much of what it received is stored;
+The one subscriber that must see every flow (the store writer) reports how much of what it received is stored;
 ``Bus.backlog`` lets the recorder slow the proxy down when the store cannot keep up, instead of queueing
-bodies in memory without bound.
+bodies in memory without bound. Views (the UI) do not listen to flows at all: they hear ``Committed`` once the
+store has the rows, and read them from there.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import threading
+from collections.abc import Collection
 from typing import Any, Literal
 
-EventKind = Literal["request", "response", "error", "websocket", "websocket_end", "log", "client"]
+EventKind = Literal["request", "response", "error", "websocket", "websocket_end", "log", "client", "committed"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -55,7 +58,23 @@ class ClientEvent:
     kind: EventKind = "client"
 
 
-Event = FlowEvent | LogEvent | ClientEvent
+@dataclasses.dataclass(slots=True)
+class Committed:
+    """What the store now holds that it did not: what views update from, never ahead of the store.
+
+    ``flows``: rows the store writer committed, as (flow id, row id, state); ``edited``: rows a user changed (marks);
+    ``removed``: rows deleted; ``clients``: client names changed.
+    """
+
+    flows: list[tuple[str, int, str]] = dataclasses.field(default_factory=list)
+    edited: list[int] = dataclasses.field(default_factory=list)
+    removed: list[int] = dataclasses.field(default_factory=list)
+    clients: bool = False
+    kind: EventKind = "committed"
+
+
+Event = FlowEvent | LogEvent | ClientEvent | Committed
+EVERY_KIND: frozenset[type] = frozenset({FlowEvent, LogEvent, ClientEvent, Committed})
 
 
 def state_bytes(event: FlowEvent) -> int:
@@ -72,14 +91,16 @@ def state_bytes(event: FlowEvent) -> int:
 
 
 class Subscription:
-    """A subscriber's queue. ``limit=None`` means it must see every event (the store writer)."""
+    """A subscriber's queue of the event classes it wants. ``limit=None`` means it must see every one of them (the
+    store writer)."""
 
-    def __init__(self, bus: Bus, name: str, limit: int | None, with_state: bool, summaries: bool) -> None:
+    def __init__(self, bus: Bus, name: str, kinds: frozenset[type], limit: int | None, with_state: bool) -> None:
         self.bus = bus
         self.name = name
+        self.kinds = kinds
         self.limit = limit
         self.with_state = with_state
-        self.summaries = summaries and not with_state
+        self.summaries = FlowEvent in kinds and not with_state
         self.queue: collections.deque[Event] = collections.deque()
         self.lagged = False
         # Bytes of flow state received (written by the publisher alone: no lock) and stored or given up (the
@@ -133,12 +154,16 @@ class Bus:
         self.wants_summaries = False
 
     def subscribe(
-        self, name: str, limit: int | None = None, with_state: bool = False, summaries: bool = True
+        self,
+        name: str,
+        limit: int | None = None,
+        with_state: bool = False,
+        kinds: Collection[type] = EVERY_KIND,
     ) -> Subscription:
-        """``with_state``: receive flows' full state (bodies). Only the store writer needs it; everyone else gets
-        summaries, so a backlog in a slow subscriber never pins bodies in memory. ``summaries=False``: only which
-        flow changed and how (``kind``), for a subscriber that reads the rest from the store (the UI)."""
-        sub = Subscription(self, name, limit, with_state, summaries)
+        """Receive events of the classes in ``kinds``. ``with_state``: flows' full state (bodies); only the store
+        writer needs it. Everyone else gets flows' summaries, so a backlog in a slow subscriber never pins bodies in
+        memory, and the proxy's thread makes summaries only while such a subscriber listens."""
+        sub = Subscription(self, name, frozenset(kinds), limit, with_state)
         with self._lock:
             self._set((*self._subs, sub))
         return sub
@@ -156,17 +181,16 @@ class Bus:
         return max((s.backlog() for s in self._subs if s.with_state), default=0)
 
     def publish(self, event: Event) -> None:
+        kind = type(event)
         light: Event | None = event
-        bare: Event | None = event
         if isinstance(event, FlowEvent) and event.state is not None:
+            # Per flow on the proxy's thread: with `record -q` and the TUI nobody reads summaries, and none is made.
             light = None if event.summary is None else FlowEvent(event.kind, event.flow_id, event.summary)
-            bare = None  # made below if a subscriber takes it: per flow on the proxy's thread, and `record -q` has none
         for sub in self._subs:
+            if kind not in sub.kinds:
+                continue
             if sub.with_state:
                 sub.put(event)
-            elif not sub.summaries:
-                bare = bare or FlowEvent(event.kind, event.flow_id, None)  # type: ignore[union-attr]  # a FlowEvent
-                sub.put(bare)
             elif light is not None:
                 sub.put(light)
             else:  # subscribed after the publisher looked: it catches up from the store, as a lagging one does

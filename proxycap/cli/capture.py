@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from proxycap import __version__
+from proxycap.capture.bus import FlowEvent, Subscription
 from proxycap.cli.common import add_proxy_options, client_ip, engine_config, wait_for_signal
 from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.runtime import gcsettle
@@ -46,7 +47,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from proxycap.runtime import switching
 
     session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
-    printer = None if args.quiet else session.bus.subscribe("record-printer", limit=100_000)
+    printer = None if args.quiet else session.bus.subscribe("record-printer", limit=100_000, kinds=(FlowEvent,))
     session.start()
     gcsettle.settle()
     switching.recording()
@@ -72,9 +73,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_flows(sub, line: Callable, done: threading.Event) -> None:
-    from proxycap.capture.bus import FlowEvent
-
+def _print_flows(sub: Subscription, line: Callable, done: threading.Event) -> None:
     while True:
         stopping = done.wait(0.1)
         for ev in sub.drain():
@@ -105,7 +104,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         # With the UI drawn, the bulk of what lives until exit exists; its frames take the full collections.
         app = ProxycapApp(
             session.store_path,
-            session,
+            session.control,
             client=client,
             history_file=filter_history(),
             settle=lambda: gcsettle.settle(defer_full=True),

@@ -1,4 +1,5 @@
-"""A capture session: bus, store writer and engine started and stopped in the right order.
+"""A capture session: bus, store writer and engine started and stopped in the right order, and the control API
+(``control``) through which UIs act on it.
 
 Shared by ``proxycap record`` and ``proxycap tui``. Stopping stops the proxy first (no new events), then
 lets the writer flush everything still queued, so a clean exit never loses a captured flow.
@@ -12,6 +13,7 @@ from pathlib import Path
 from proxycap.capture.bus import Bus
 from proxycap.capture.engine import Engine, EngineConfig
 from proxycap.capture.logs import setup_logging
+from proxycap.control.api import LocalControl
 from proxycap.storage.store import Query, Store
 from proxycap.storage.writer import StoreWriter
 
@@ -24,6 +26,7 @@ class CaptureSession:
         self.log_file = log_file
         self.engine = Engine(config, self.bus)
         self.writer: StoreWriter | None = None
+        self.control: LocalControl | None = None
 
     def start(self) -> None:
         """Open the store, then the proxy; raises StoreError or EngineError with a one-line reason."""
@@ -35,11 +38,15 @@ class CaptureSession:
         except BaseException:
             self.writer.stop()
             raise
+        self.control = LocalControl(self)
         logging.getLogger(__name__).info(f"proxy listening on {self.engine.listen_addrs}, store {self.store_path}")
 
     def stop(self) -> int:
         """Stop the proxy, flush the store; returns how many flows this session added to it."""
         self.engine.stop()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
         if not self.writer:
             return 0
         self.writer.stop()

@@ -17,6 +17,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual._time import get_time
 from textual._xterm_parser import XTermParser
+from textual.cache import LRUCache
 from textual.drivers.linux_driver import LinuxDriver
 from textual.geometry import Region, Size
 from textual.reactive import Reactive
@@ -73,7 +74,8 @@ class QuickScrollBar(ScrollBar):
 
     def __init__(self, thickness: int) -> None:
         super().__init__(vertical=True, name="vertical", thickness=thickness)
-        self._strips: dict[tuple[Segment, Style, int], Strip] = {}  # a line's segment → its strip (caches filters)
+        # A line's segment → its strip (which caches the line filters' results).
+        self._strips: LRUCache[tuple[Segment, Style, int], Strip] = LRUCache(64)
 
     def render_lines(self, crop: Region) -> list[Strip]:
         bar = self.render()
@@ -96,8 +98,6 @@ class QuickScrollBar(ScrollBar):
         base = self.visual_style.rich_style
         _, background = self.background_colors
         filters = self.get_line_filters()
-        if len(self._strips) > 64:
-            self._strips.clear()
         lines: dict[int, Strip] = {}  # the bar repeats a handful of segment objects: each is looked up once
         strips = []
         for y in crop.line_range:

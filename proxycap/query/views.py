@@ -168,9 +168,9 @@ def scan_expr(
         if seq is None or seq <= spec.floor:
             continue
         flow = store.load_flow(seq)
-        if flow is None:  # finished, but its full state is not stored yet: look again later
-            batch.undecided.add(flow_id)
-        elif evaluate(flow):
+        if flow is None:  # finished with its summary only (a failing store kept no body): it cannot match
+            continue
+        if evaluate(flow):
             batch.seqs.append(seq)
             matched.append(seq)
     batch.seqs.sort()

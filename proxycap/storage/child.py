@@ -1,111 +1,38 @@
 """The store writer's child process: ``python -O -m proxycap.storage.child STORE``.
 
 Serialising flows (tnetstring), compressing them (zstd) and SQLite cost about as much CPU per flow as mitmproxy
-itself; in the proxy's process they would share its GIL and cut its throughput (bench/RESULTS.md). Here they run on
-an interpreter of their own, and so does making flows' summaries while only the store listens. The parent sends
-pickled batches (``writer.collapse`` output, bodies out of band) on stdin and reads one-line reports on stdout,
-both as frames of length-prefixed parts. A batch that cannot be written is kept and retried; at the end of input
-whatever is still unwritten is reported as lost.
+itself; in the proxy's process they would share its GIL and cut its throughput (bench/RESULTS.md, "Store writer").
+Here they run on an interpreter of their own, and so does making flows' summaries while only the store listens. The
+parent sends pickled batches (``writer.collapse`` output, bodies out of band) on stdin and reads one-line reports on
+stdout, both as frames of length-prefixed parts. A batch that cannot be written is kept and retried; at the end of
+input whatever is still unwritten is reported as lost.
 """
 
 from __future__ import annotations
 
 import collections
-import ctypes
 import itertools
 import os
 import pickle
 import select
 import signal
-import struct
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from proxycap.capture.summary import summarize_state
 from proxycap.runtime import gcsettle
+from proxycap.runtime.trim import Trimmer
+from proxycap.storage.framing import Frame, read_frame, write_frame
 from proxycap.storage.store import Store, StoreError
 
-_COUNT = struct.Struct("!I")
-IOV_PARTS = 512  # parts per writev: within every platform's IOV_MAX (1024 on Linux and macOS)
-TRIM_INTERVAL = 5.0  # seconds between handing freed heap back to the OS while flows pass through
 RETRY_INTERVAL = 1.0  # seconds between attempts while the store cannot be written
 MERGE = 16  # batches written per transaction when the child is behind
 # ... and bytes of them, so this bounds the child's memory when it is behind with big bodies (16 batches of 64 KB
-# flows were 30 MB more, bench/RESULTS.md).
+# flows were 30 MB more, bench/RESULTS.md, "Store writer").
 MERGE_BYTES = 8 << 20
-
-Frame = Sequence[bytes]  # a pickle, then the buffers it was pickled with out of band
-
-
-def write_frame(fd: int, payload: bytes, buffers: Sequence[pickle.PickleBuffer] = ()) -> None:
-    """A pickle and its out-of-band buffers, the parts' count and lengths first, by ``writev``: the bodies go
-    from where the proxy holds them into the pipe without the GIL, never copied into one pickle (bench/RESULTS.md).
-    """
-    parts = [memoryview(payload), *(b.raw() for b in buffers)]
-    lengths = struct.pack(f"!{len(parts) + 1}I", len(parts), *map(len, parts))
-    _write_all(fd, [memoryview(lengths), *parts])
-
-
-def _write_all(fd: int, parts: list[memoryview]) -> None:
-    i = 0
-    while i < len(parts):
-        written = os.writev(fd, parts[i : i + IOV_PARTS])  # a pipe may take less (a signal): go on from there
-        while i < len(parts) and len(parts[i]) <= written:
-            written -= len(parts[i])
-            i += 1
-        if written:
-            parts[i] = parts[i][written:]
-
-
-def read_frame(fd: int) -> list[bytes] | None:
-    """The next frame's parts from a raw file descriptor, or None at end of input."""
-    if (count := _read_exact(fd, _COUNT.size)) is None:
-        return None
-    n = _COUNT.unpack(count)[0]
-    if (lengths := _read_exact(fd, 4 * n)) is None:
-        return None
-    parts = []
-    for length in struct.unpack(f"!{n}I", lengths):
-        if (part := _read_exact(fd, length)) is None:
-            return None
-        parts.append(part)
-    return parts
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-class Trimmer:
-    """Calls glibc's ``malloc_trim`` now and then while bodies pass through this process.
-
-    Bodies are allocated and freed by the thousand; glibc keeps the freed heap (in every thread's arena) unless
-    asked to return it, so RSS would creep up with the flows although nothing is held (bench/RESULTS.md).
-    """
-
-    def __init__(self) -> None:
-        try:
-            self._trim: Any = ctypes.CDLL(None).malloc_trim
-        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
-            self._trim = None
-        self._busy = False
-        self._last = time.monotonic()
-
-    def after(self, handled: int) -> None:
-        self._busy = self._busy or handled > 0
-        if self._trim is not None and self._busy and time.monotonic() - self._last >= TRIM_INTERVAL:
-            self._trim(0)
-            self._busy, self._last = False, time.monotonic()
 
 
 def _report(kind: str, *args: Any) -> None:
@@ -184,27 +111,30 @@ def _yielding(flows: list) -> Iterator:
         os.sched_yield()
 
 
-def _write(store: Store, batches: list[Frame]) -> None:
-    """Write batches in one transaction. Data SQLite cannot take (a failure of the data, not of the store) is
-    written item by item, and only what fails alone is reported lost."""
+def _write(store: Store, batches: list[Frame]) -> list[tuple[str, int, str]]:
+    """Write batches in one transaction; returns the flows committed, as (flow id, row id, state). Data SQLite cannot
+    take (a failure of the data, not of the store) is written item by item, and only what fails alone is reported
+    lost."""
     failures: list[str] = []
     merged, logs, connects = _merge(batches)
     flows = _summarized(merged, failures)
     clients = _client_activity(flows, connects)
     try:
-        store.write(_yielding(flows), logs, clients)
+        written = store.write(_yielding(flows), logs, clients)
     except StoreError:
         raise
     except Exception:
+        written = []
         for item in [*(([f], [], []) for f in flows), ([], logs, clients)]:
             try:
-                store.write(*item)
+                written += store.write(*item)
             except StoreError:
                 raise
             except Exception as e:
                 failures.append(f"{type(e).__name__}: {e}")
     if failures:
         _report("lost", f"{len(failures)} flows could not be stored ({failures[-1]})")
+    return written
 
 
 def run(path: str) -> int:
@@ -231,7 +161,7 @@ def run(path: str) -> int:
             if pending:
                 batches = _merged(pending)
                 try:
-                    _write(store, batches)
+                    written = _write(store, batches)
                 except StoreError as e:
                     if retry_at is None:
                         _report("failing", str(e))
@@ -242,7 +172,7 @@ def run(path: str) -> int:
                     if retry_at is not None:
                         _report("recovered", f"writing to {store.path} works again")
                     retry_at = None
-                    _report("written", len(batches))
+                    _report("written", len(batches), written)
                     trimmer.after(len(batches))
                     continue
             if eof and (not pending or retry_at is not None):

@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -309,16 +309,19 @@ class Store:
         flows: Iterable[tuple[dict[str, Any], dict[str, Any] | None]],
         logs: Iterable[tuple[float, str, str, str | None, str | None]] = (),
         clients: Iterable[tuple[str, float, str | None, int]] = (),
-    ) -> None:
+    ) -> list[tuple[str, int, str]]:
         """Write one batch in one transaction: flow summaries (+ full state), log lines, client activity.
 
-        ``clients`` rows are (ip, last_seen, user_agent, new_connections).
+        ``clients`` rows are (ip, last_seen, user_agent, new_connections). Returns the flows written, as (flow id,
+        row id, state), once they are committed.
         """
+        written: list[tuple[str, int, str]] = []
         with self._tx() as db:
             for summary, state in flows:
                 row = db.execute(_UPDATE, [*(summary.get(c) for c in _UPDATE_COLUMNS), summary["id"]]).fetchone()
                 if row is None:
                     row = db.execute(_INSERT, [summary.get(c) for c in COLUMNS]).fetchone()
+                written.append((summary["id"], row[0], summary["state"]))
                 if state is not None:
                     rest, client, server = flowstate.split(state)
                     self._write_connection(db, client)
@@ -335,6 +338,7 @@ class Store:
                 "connections = connections + excluded.connections",
                 ((ip, ts, ts, ua, n) for ip, ts, ua, n in clients),
             )
+        return written
 
     def _write_connection(self, db: sqlite3.Connection, state: dict[str, Any]) -> None:
         """Store a connection's state once per version (a keep-alive connection carries many flows)."""
@@ -455,6 +459,13 @@ class Store:
         """The flow ids a query selects (for the few rows a live view keeps watching)."""
         where, args = query.where()
         return [r[0] for r in self._read_many(["id"], f"FROM flows WHERE {where}", args)]
+
+    def finished(self, flow_ids: Collection[str]) -> list[str]:
+        """Those of ``flow_ids`` whose stored state is no longer live (a view re-checks them against its filter)."""
+        if not flow_ids:
+            return []
+        sql = "FROM flows WHERE id IN (SELECT value FROM json_each(?)) AND state != 'live'"
+        return [r[0] for r in self._read_many(["id"], sql, [json.dumps(list(flow_ids))])]
 
     def seq_of(self, flow_id: str) -> int | None:
         rows = self._read("SELECT seq FROM flows WHERE id = ?", (flow_id,))

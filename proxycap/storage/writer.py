@@ -3,8 +3,9 @@
 A thread drains the bus every 50 ms and collapses the events per flow (a request and its response usually arrive in
 the same batch and cost one row write). Serialising, compressing and SQLite run in a child process
 (``writer_child``) with its own interpreter, so they never take the proxy's GIL; the bodies reach it beside the
-batch's pickle, never copied into it. The child reports each batch stored; what it has not stored yet is the bus's
-backlog, which the recorder keeps bounded. While the store cannot be written at all (a full disk), the proxy goes
+batch's pickle, never copied into it. The child reports each batch stored, with the flows it committed, which the
+writer publishes as ``Committed`` for the views; what it has not stored yet is the bus's backlog, which the recorder
+keeps bounded. While the store cannot be written at all (a full disk), the proxy goes
 on without waiting, and the writer holds what waits for the store only up to ``HOLD_LIMIT``: past it, flows are
 kept as their summaries, without bodies.
 """
@@ -23,9 +24,10 @@ from typing import Any
 
 from mitmproxy.utils import human
 
-from proxycap.capture.bus import Bus, ClientEvent, FlowEvent, LogEvent, state_bytes
+from proxycap.capture.bus import Bus, ClientEvent, Committed, FlowEvent, LogEvent, state_bytes
 from proxycap.capture.summary import summarize_state
-from proxycap.storage.child import Trimmer, read_frame, write_frame
+from proxycap.runtime.trim import Trimmer
+from proxycap.storage.framing import read_frame, write_frame
 from proxycap.storage.store import Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,9 @@ class StoreWriter:
         self.store_path = store_path
         self.hold_limit = hold_limit
         self._stripped = 0  # flows whose bodies were dropped since the store began failing
-        self.sub = bus.subscribe("store-writer", with_state=True)  # unbounded: the store must see every event
+        self.bus = bus
+        # Unbounded: the store must see every flow, log line and connection.
+        self.sub = bus.subscribe("store-writer", with_state=True, kinds=(FlowEvent, LogEvent, ClientEvent))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proxycap-store-writer", daemon=True)
         self._lock = threading.Lock()  # guards _sent and _child between the sending and the listening thread
@@ -110,6 +114,8 @@ class StoreWriter:
                     for _ in range(min(args[0], len(self._sent))):
                         self.sub.bytes_out += self._sent.popleft()[1]
                 self.sub.failing = False
+                if args[1]:
+                    self.bus.publish(Committed(args[1]))
             elif kind == "recovered":
                 logger.warning(args[0])
             elif kind == "failing":
@@ -190,7 +196,7 @@ class StoreWriter:
         if events:
             size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
             # The bodies stay out of the pickle: copied into it, they held the GIL (2 ms per 60 flows of 64 KB),
-            # and the proxy's thread waited that long at p99 (bench/RESULTS.md §3.0).
+            # and the proxy's thread waited that long at p99 (bench/RESULTS.md, "Bodies beside the pickle").
             buffers: list[pickle.PickleBuffer] = []
             payload = pickle.dumps(collapse(events), protocol=5, buffer_callback=buffers.append)
             self._send((payload, buffers), size)
@@ -223,11 +229,11 @@ class StoreWriter:
         return out
 
 
-Batch = tuple[list[tuple[dict[str, Any] | None, dict[str, Any] | None]], list[tuple], list[tuple]]
+Collapsed = tuple[list[tuple[dict[str, Any] | None, dict[str, Any] | None]], list[tuple], list[tuple]]
 Pickled = tuple[bytes, list[pickle.PickleBuffer]]  # a batch's pickle and the bodies it refers to, out of band
 
 
-def collapse(events: list[Any]) -> Batch:
+def collapse(events: list[Any]) -> Collapsed:
     """Events → what the child stores: each flow's latest summary (None: the child makes it from the state) and
     state (bodies from ``OUT_OF_BAND`` bytes as ``PickleBuffer``), log rows, and per client IP its new connections
     as (ip, last connect, count)."""

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from rich.cells import get_character_cell_size
 from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -47,7 +48,7 @@ class TextLines(QuickScrollBars, ScrollView, can_focus=True):
         self._rows: list[tuple[int, int, int]] = []  # (line, start, end) per wrapped row
         self._first_row: list[int] = []  # line → its first row
         self._width = 0
-        self._strips: dict[int, Strip] = {}
+        self._strips: LRUCache[int, Strip] = LRUCache(2000)  # row → its strip
         self._style: Style | None = None  # the widget's own style: resolving it walks the DOM (half a row's cost)
         self._matches: list[tuple[int, int, int]] = []  # (line, start, end)
         self._line_matches: dict[int, list[int]] = {}
@@ -195,7 +196,5 @@ class TextLines(QuickScrollBars, ScrollView, can_focus=True):
                     style = self.get_component_rich_style(name, partial=True)
                     text.stylize(style, max(a, start) - start, min(b, end) - start)
             strip = Strip(text.render(self.app.console)).crop_extend(0, width, None).apply_style(self._style)
-            if len(self._strips) > 2000:
-                self._strips.clear()
             self._strips[index] = strip
         return strip

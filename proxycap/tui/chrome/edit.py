@@ -13,8 +13,9 @@ from textual.widgets import Static, TextArea
 from proxycap.control.editing import EditError, edited
 
 
-class EditScreen(ModalScreen[http.Request | None]):
-    """Returns the edited request, or None when cancelled; unreadable text keeps the editor open with the reason."""
+class EditScreen(ModalScreen[str | None]):
+    """Returns the edited request's text once it reads as a request, or None when cancelled; unreadable text keeps the
+    editor open with the reason."""
 
     BINDINGS = [Binding("ctrl+s", "send", "Send", priority=True), Binding("escape", "dismiss(None)", "Cancel")]
 
@@ -31,7 +32,9 @@ class EditScreen(ModalScreen[http.Request | None]):
             yield Static(id="edit-error")
 
     def action_send(self) -> None:
+        text = self.query_one(TextArea).text
         try:
-            self.dismiss(edited(self.request, self.query_one(TextArea).text))
+            edited(self.request, text)
+            self.dismiss(text)
         except EditError as e:
             self.query_one("#edit-error", Static).update(Text(str(e), style="red"))

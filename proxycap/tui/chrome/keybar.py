@@ -12,6 +12,7 @@ from __future__ import annotations
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.cache import LRUCache
 from textual.screen import Screen
 from textual.strip import Strip
 from textual.widget import Widget
@@ -47,7 +48,7 @@ class KeyBar(Widget):
         self._palette: KeyEntry | None = None  # the command palette's key, shown on the right
         # Drawn lines by what they show: a bar takes ~3 ms to build, and the inspector opening or closing swaps
         # between two of them.
-        self._lines: dict[tuple[object, ...], Strip] = {}
+        self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(8)
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
@@ -101,8 +102,6 @@ class KeyBar(Widget):
         key = (self._keys, self._palette, self.size.width)
         line = self._lines.get(key)
         if line is None:
-            if len(self._lines) > 8:
-                self._lines.clear()
             segments = self._text().render(self.app.console)
             line = self._lines[key] = Strip(segments).apply_style(self.rich_style)
         return line

@@ -14,6 +14,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -152,8 +153,10 @@ class FlowList(QuickScrollBars, ScrollView, can_focus=True):
         self.new_count = 0  # flows that arrived while the user looked elsewhere
         self.show_client = True
         self._layout: list[tuple[Column, int]] = []
-        self._strips: dict[tuple[int, bool], Strip] = {}  # (seq, is cursor) → rendered row
-        self._strip_limit = 0  # a few screens' worth, set with the layout
+        # (seq, is cursor) → rendered row. A few screens' worth (sized with the layout): rows scrolled past are rarely
+        # shown again, and a cached strip (with the strips Textual derives from it and caches on it) is dozens of
+        # objects every full garbage collection walks.
+        self._strips: LRUCache[tuple[int, bool], Strip] = LRUCache(64)
         # Resolved styles, by component name ("" = the widget's own), and by (kind, marked, cursor) for rows.
         # Textual resolves a style by walking the DOM, and under load every row on screen is new each frame.
         self._styles: dict[str, Style] = {}
@@ -174,7 +177,7 @@ class FlowList(QuickScrollBars, ScrollView, can_focus=True):
         width = self.scrollable_content_region.width - 1  # the mark gutter
         cols = COLUMNS if self.show_client else tuple(c for c in COLUMNS if c.order != "client_ip")
         new = layout(cols, width, max(2, len(str(self.view.last_seq))))
-        self._strip_limit = 3 * self.body_height + 64
+        self._strips.maxsize = 3 * self.body_height + 64
         if new != self._layout:
             self._layout = new
             self._strips.clear()
@@ -237,8 +240,8 @@ class FlowList(QuickScrollBars, ScrollView, can_focus=True):
             self.refresh()
             return
         for seq in seqs:
-            self._strips.pop((seq, False), None)
-            self._strips.pop((seq, True), None)
+            self._strips.discard((seq, False))
+            self._strips.discard((seq, True))
         top, end = self.scroll_offset.y, min(len(self.view), self.scroll_offset.y + self.body_height)
         lines = [index + 1 for index in range(top, end) if self.view.seq_at(index) in seqs]
         if len(lines) > FEW_LINES:  # under load most rows on screen changed: one region, not one per line
@@ -367,10 +370,6 @@ class FlowList(QuickScrollBars, ScrollView, can_focus=True):
         key = (row["seq"], index == self.cursor)
         strip = self._strips.get(key)
         if strip is None:
-            # A few screens' worth: rows scrolled past are rarely shown again, and a cached strip (with the strips
-            # Textual derives from it and caches on it) is dozens of objects every full garbage collection walks.
-            if len(self._strips) > self._strip_limit:
-                self._strips.clear()
             strip = self._strips[key] = self._row(row, self._layout, width, key[1])
         return strip
 

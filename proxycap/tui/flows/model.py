@@ -2,19 +2,20 @@
 
 A view is an array of row ids (``seq``) in ascending sort order; descending just reads it backwards, so
 flipping the direction costs nothing. Rows are fetched from the store only for the window on screen and
-kept in an LRU cache. Live updates never rescan: new flows are the store's rows past ``last_seq`` that
-match the view, and a bus event (which says only which flow changed) makes its cached row be fetched again.
-Pure logic (no Textual), so it is testable against a real store without a UI.
+kept in an LRU cache. Live updates never rescan: they follow what the store committed (``Committed``): new flows
+are the store's rows past ``last_seq`` that match the view, and a committed row that is cached is fetched again.
+Pure logic (no Textual widgets), so it is testable against a real store without a UI.
 """
 
 from __future__ import annotations
 
 import bisect
-import collections
 import dataclasses
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 
-from proxycap.capture.bus import FlowEvent
+from textual.cache import LRUCache
+
+from proxycap.capture.bus import Committed
 from proxycap.query.views import Found, Row, ViewSpec
 from proxycap.storage.store import Store
 
@@ -31,12 +32,6 @@ SORT_COLUMNS: tuple[str, ...] = (
     "response_size",
     "duration_ms",
 )
-# The store writer gets the UI's events at the same time and commits them within ~0.1 s (longer while it is behind):
-# a row fetched this soon after its flow changed is fetched again at the next tick, so a fetch that raced the writer
-# heals.
-WRITE_LAG = 2.0
-FINISHING = frozenset({"response", "error", "websocket_end"})  # event kinds after which a flow is no longer live
-FINISHED_SPAN = 30.0  # how long a finish is remembered for scans that read the flow before the store had it
 
 
 @dataclasses.dataclass(slots=True)
@@ -46,26 +41,6 @@ class Change:
     added: int = 0
     appended: bool = True  # all additions are at the end of the ascending order (the "newest" edge)
     reset: bool = False
-
-
-class RecentIds:
-    """Flow ids seen in the last ``span`` seconds, one set per tick: under load the UI sees ~1,000 flows a second,
-    and adding or forgetting a tick's worth is one set operation, not one per flow."""
-
-    def __init__(self, span: float) -> None:
-        self.span = span
-        self._ticks: collections.deque[tuple[float, set[str]]] = collections.deque()
-
-    def add(self, now: float, ids: set[str]) -> None:
-        if ids:
-            self._ticks.append((now, ids))
-
-    def expire(self, now: float) -> None:
-        while self._ticks and self._ticks[0][0] < now - self.span:
-            self._ticks.popleft()
-
-    def __contains__(self, flow_id: object) -> bool:
-        return any(flow_id in ids for _, ids in self._ticks)
 
 
 class FlowView:
@@ -81,16 +56,9 @@ class FlowView:
         self.frozen = False  # display paused: cached rows stay as they are
         self.undecided: set[str] = set()  # live flows an expression did not match yet
         self.recheck: set[str] = set()  # ... and that have finished since: scan them again
-        # Flows seen finishing on the bus. A scan can race the bus (the finish arrives while the scan runs) and the
-        # store writer (the scan still reads the live state): an undecided flow in here is rechecked, not parked.
-        self._finished = RecentIds(FINISHED_SPAN)
         # Every flow of a store without gaps is a range: O(1) to clear a filter, and no memory for 100k+ ids.
         self._seqs: list[int] | range = []
-        self._cache: collections.OrderedDict[int, Row] = collections.OrderedDict()
-        self._ids: dict[str, int] = {}
-        self._touched = RecentIds(WRITE_LAG)  # flows changed on the bus lately: the store may not have it yet
-        self._suspect: set[str] = set()  # flows whose cached rows may be older than the store's
-        self._cache_size = cache_size
+        self._cache: LRUCache[int, Row] = LRUCache(cache_size)
 
     # --- the index ------------------------------------------------------------------------------
 
@@ -141,9 +109,9 @@ class FlowView:
         return True
 
     def apply(self, batch: Found) -> Change:
-        """Take a load or scan result for the current generation."""
-        for flow_id in batch.undecided:
-            (self.recheck if flow_id in self._finished else self.undecided).add(flow_id)
+        """Take a load or scan result for the current generation. Its ``undecided`` flows were live when the scan
+        read them; the caller asks the store which of them have finished since (``finished``)."""
+        self.undecided |= batch.undecided
         if batch.done:
             self.loading = False
         if batch.reset:
@@ -186,13 +154,16 @@ class FlowView:
         self.unsorted = bool(extra)
         return Change(0, appended=False, reset=True)
 
-    def remove(self, seqs: Iterable[int]) -> None:
+    def remove(self, seqs: Iterable[int]) -> bool:
+        """Drop deleted rows; True if the view held any of them."""
         gone = set(seqs)
-        self._seqs = [s for s in self._seqs if s not in gone]
         for s in gone:
-            row = self._cache.pop(s, None)
-            if row is not None:
-                self._ids.pop(row["id"], None)
+            self._cache.discard(s)
+        kept = [s for s in self._seqs if s not in gone]
+        if len(kept) == len(self._seqs):
+            return False
+        self._seqs = kept
+        return True
 
     # --- rows -----------------------------------------------------------------------------------
 
@@ -203,8 +174,6 @@ class FlowView:
         if row is None:
             self.fetch(index - 64, index + 128)
             row = self._cache.get(seq)
-        else:
-            self._cache.move_to_end(seq)
         return row
 
     def cached(self, seq: int) -> Row | None:
@@ -214,44 +183,28 @@ class FlowView:
         """Load the uncached rows of a display range in one query."""
         start, end = max(0, start), min(len(self._seqs), end)
         missing = [s for s in (self.seq_at(i) for i in range(start, end)) if s not in self._cache]
-        if not missing:
-            return
-        for seq, row in self.store.rows(missing).items():
-            self._cache[seq] = row
-            self._ids[row["id"]] = seq
-            if row["id"] in self._touched:
-                self._suspect.add(row["id"])
-        while len(self._cache) > self._cache_size:
-            _, old = self._cache.popitem(last=False)
-            self._ids.pop(old["id"], None)
+        if missing:
+            for seq, row in self.store.rows(missing).items():
+                self._cache[seq] = row
 
-    def apply_events(self, events: Collection[FlowEvent], now: float) -> set[int]:
-        """Note which flows changed (their cached rows go ``stale``); returns the row ids of those cached."""
-        ids = {ev.flow_id for ev in events}
-        finished = {ev.flow_id for ev in events if ev.kind in FINISHING}
-        self._touched.add(now, ids)
-        self._finished.add(now, finished)
-        if moved := self.undecided & finished:
-            self.undecided -= moved
-            self.recheck |= moved
-        cached = ids & self._ids.keys()
-        self._suspect |= cached
-        return {self._ids[flow_id] for flow_id in cached}
-
-    def stale(self, now: float) -> set[int]:
-        """Drop the cached rows that may be older than the store: fetched before their flow's last change or too
-        soon after it. Returns their row ids (none while paused: the screen holds still)."""
-        self._touched.expire(now)
-        self._finished.expire(now)
+    def committed(self, event: Committed) -> set[int]:
+        """Take what the store committed: cached rows it changed are dropped, to be fetched again when shown
+        (returns their row ids; none while paused: the screen holds still), and undecided flows it finished are
+        rechecked. New rows and deletions are the caller's (``discover_sql``, ``remove``)."""
+        self.finished(flow_id for flow_id, _, state in event.flows if state != "live")
         if self.frozen:
             return set()
-        dropped: set[int] = set()
-        for flow_id in self._suspect:
-            if (seq := self._ids.pop(flow_id, None)) is not None:
-                del self._cache[seq]
-                dropped.add(seq)
-        self._suspect.clear()
-        return dropped
+        changed = {seq for _, seq, _ in event.flows if seq in self._cache}
+        changed.update(seq for seq in event.edited if seq in self._cache)
+        for seq in changed:
+            self._cache.discard(seq)
+        return changed
+
+    def finished(self, flow_ids: Iterable[str]) -> None:
+        """These flows are no longer live: those an expression left undecided are checked again."""
+        if moved := self.undecided.intersection(flow_ids):
+            self.undecided -= moved
+            self.recheck |= moved
 
     def thaw(self) -> None:
         """Resume after a pause: rows cached meanwhile may be out of date."""
@@ -266,5 +219,3 @@ class FlowView:
     def invalidate(self) -> None:
         """Forget every cached row (after missing events): they are fetched again when shown."""
         self._cache.clear()
-        self._ids.clear()
-        self._suspect.clear()

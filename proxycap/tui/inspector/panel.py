@@ -43,6 +43,22 @@ class Inspector(Vertical):
     class Revealed(Message):
         """The inspector has appeared (the app gives it the keyboard on short terminals)."""
 
+    class Built(Message):
+        """A worker built flow ``seq``'s document (``doc`` None: the flow was deleted)."""
+
+        def __init__(
+            self,
+            seq: int,
+            doc: FlowDoc | None,
+            loaded: tuple[http.HTTPFlow | None, dict[str, Any]] | None,
+            keep_position: bool,
+        ) -> None:
+            super().__init__()
+            self.seq = seq
+            self.doc = doc
+            self.loaded = loaded
+            self.keep_position = keep_position
+
     def __init__(self, store: Store, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.store = store  # the workers' connection
@@ -138,7 +154,7 @@ class Inspector(Vertical):
         if loaded is None:
             row = self.store.rows([seq]).get(seq)
             if row is None:
-                self.app.call_from_thread(self._title, Text(f"#{seq} was deleted", Style(dim=True)))
+                self.post_message(self.Built(seq, None, None, keep_position))
                 return
             if row.get("replay_of"):  # the original by its number, as the list shows it (None: deleted since)
                 row = {**row, "replay_of_seq": self.store.seq_of(row["replay_of"])}
@@ -154,15 +170,18 @@ class Inspector(Vertical):
             doc = flowdoc.build(*loaded, dataclasses.replace(options, limit=limit))
             if worker.is_cancelled or seq != self.seq:
                 return
-            self.app.call_from_thread(self._show, seq, doc, loaded, keep_position)
+            self.post_message(self.Built(seq, doc, loaded, keep_position))
             if not (doc.request.truncated or doc.response.truncated):
                 return
             keep_position = True  # the rest of a big body: where the user may already have scrolled to
 
-    def _show(
-        self, seq: int, doc: FlowDoc, loaded: tuple[http.HTTPFlow | None, dict[str, Any]], keep_position: bool
-    ) -> None:
+    def on_inspector_built(self, message: Built) -> None:
+        message.stop()
+        seq, doc, loaded, keep_position = message.seq, message.doc, message.loaded, message.keep_position
         if seq != self.seq:
+            return
+        if doc is None or loaded is None:
+            self._title(Text(f"#{seq} was deleted", Style(dim=True)))
             return
         self._flow, self._row = loaded
         self.doc = doc

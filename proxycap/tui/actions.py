@@ -1,0 +1,78 @@
+"""The UI's actions on the capture: control API calls in worker threads, their outcomes posted back as messages.
+
+The control API may block (a replay waits for the engine; a remote capture answers over a socket), so nothing
+here runs on the UI thread. What the actions change reaches every window the same way: as ``Committed`` on the feed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from mitmproxy import http
+
+from proxycap.control.api import Control, Outcome
+from proxycap.control.editing import EditError, request_text
+from proxycap.query.views import ViewSpec
+from proxycap.tui.messages import ActionDone, DeletionAsked, EditorReady
+
+if TYPE_CHECKING:
+    from proxycap.tui.app import ProxycapApp
+
+
+class Actions:
+    def __init__(self, app: ProxycapApp, control: Control | None) -> None:
+        self.app = app
+        self.control = control
+
+    def _work(self, fn: Callable[..., Any], *args: Any, group: str, exclusive: bool = False) -> None:
+        self.app.run_worker(lambda: fn(*args), thread=True, group=group, exclusive=exclusive, exit_on_error=False)
+
+    def _call(self, call: Callable[[Control], Outcome], announce: bool, group: str) -> None:
+        """``call`` on the control API in a worker; its outcome comes back as ``ActionDone``."""
+        assert self.control is not None
+        control = self.control
+        self._work(lambda: self.app.post_message(ActionDone(call(control), announce)), group=group)
+
+    def replay(self, seq: int) -> None:
+        self._call(lambda c: c.replay(seq), announce=True, group="replay")
+
+    def send_edited(self, seq: int, text: str) -> None:
+        self._call(lambda c: c.send_request(seq, text), announce=True, group="replay")
+
+    def set_marked(self, seqs: Sequence[int], marked: bool) -> None:
+        self._call(lambda c: c.set_marked(seqs, marked), announce=False, group="write")
+
+    def delete(self, seqs: Sequence[int]) -> None:
+        self._call(lambda c: c.delete(seqs), announce=False, group="write")
+
+    def set_label(self, ip: str, label: str | None) -> None:
+        self._call(lambda c: c.set_label(ip, label), announce=False, group="write")
+
+    def edit(self, seq: int) -> None:
+        """Load flow ``seq``'s request as text for the editor (``EditorReady``), or say why it cannot be edited."""
+        self._work(self._load_for_edit, seq, group="replay")
+
+    def _load_for_edit(self, seq: int) -> None:
+        flow = self.app.worker_store.load_flow(seq)
+        try:
+            if not isinstance(flow, http.HTTPFlow):
+                raise EditError("it is not an HTTP flow")
+            message: Any = EditorReady(seq, flow.request, request_text(flow.request))
+        except EditError as e:
+            message = ActionDone(Outcome(False, f"flow #{seq} cannot be edited: {e}"))
+        self.app.post_message(message)
+
+    def ask_delete(self, spec: ViewSpec, members: list[int] | None, selected: int) -> None:
+        """Find what ``delete`` would take (the marked flows in the view, or else the selected one), then ask."""
+        self._work(self._find_deletable, spec, members, selected, group="delete", exclusive=True)
+
+    def _find_deletable(self, spec: ViewSpec, members: list[int] | None, selected: int) -> None:
+        marked = self.app.worker_store.seqs(dataclasses.replace(spec.query(), marked=True))
+        if members is not None:
+            keep = set(members)
+            marked = [s for s in marked if s in keep]
+        targets = marked or [selected]
+        what = f"the {len(targets):,} marked flows" if marked else f"flow #{selected}"
+        self.app.post_message(DeletionAsked(targets, what))
