@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from proxycap.addons.access import Access
+from proxycap.addons.recorder import Recorder
 from proxycap.capture.bus import Bus
 from proxycap.capture.engine import Engine, EngineConfig
 from proxycap.capture.logs import setup_logging
@@ -24,7 +26,7 @@ class CaptureSession:
         self.config = config
         self.store_path = store_path
         self.log_file = log_file
-        self.engine = Engine(config, self.bus)
+        self.engine = Engine(config, [Recorder(self.bus), Access()])
         self.writer: StoreWriter | None = None
         self.control: LocalControl | None = None
 
@@ -38,7 +40,7 @@ class CaptureSession:
         except BaseException:
             self.writer.stop()
             raise
-        self.control = LocalControl(self)
+        self.control = LocalControl(self.engine, self.bus, self.store_path)
         logging.getLogger(__name__).info(f"proxy listening on {self.engine.listen_addrs}, store {self.store_path}")
 
     def stop(self) -> int:
