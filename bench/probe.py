@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.loadgen import SHAPES
 from bench.profile import under_load
-from bench.run import ROOT
+from bench.targets import ROOT
 
 SITE = Path(__file__).with_name("probe_site")
 
