@@ -190,4 +190,3 @@ class Recorder:
             return None
         f.error = flow.Error(message)
         return self._publish("error", f)
-

@@ -30,8 +30,8 @@ from proxycap.storage.store import Store, StoreError
 
 RETRY_INTERVAL = 1.0  # seconds between attempts while the store cannot be written
 MERGE = 16  # batches written per transaction when the child is behind
-# ... and bytes of them, so this bounds the child's memory when it is behind with big bodies (16 batches of 64 KB
-# flows were 30 MB more, bench/RESULTS.md, "Store writer").
+# ... and bytes of them, so this bounds the child's memory when it is behind with big bodies (bench/RESULTS.md,
+# "Store writer").
 MERGE_BYTES = 8 << 20
 
 
@@ -104,8 +104,9 @@ def _client_activity(flows: list, connects: list) -> list[tuple]:
 
 def _yielding(flows: list) -> Iterator:
     """The flows, handing the CPU on after each one to whatever waits for it. A batch is milliseconds of CPU;
-    written in one stretch it delays the proxy's clients (on a small machine, the user's own programs) as long:
-    p99 +20-40 % under full load (bench/RESULTS.md). The child keeps its share, so it keeps up with big bodies."""
+    written in one stretch it delays the proxy's clients (on a small machine, the user's own programs) as long, which
+    shows in the p99 under full load (bench/RESULTS.md, "Store writer"). The child keeps its share, so it keeps up with
+    big bodies."""
     for flow in flows:
         yield flow
         os.sched_yield()

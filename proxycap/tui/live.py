@@ -33,7 +33,7 @@ from proxycap.tui.messages import ClientsLoaded, RowsFound, RowsResorted
 TICK = 0.1  # seconds between feed drains, at the most
 # The UI shares the GIL with the proxy it watches: while flows stream in, each tick's redraw of the whole list
 # costs tens of ms, so ticks are spaced to keep the UI thread under this share of a core (keys still answer at
-# once; only the live updates slow down), down to one a second. 5 % rather than 10 %: +7-9 % of the proxy's
+# once; only the live updates slow down), down to one a second. 5 % rather than 10 %: more of the proxy's
 # throughput under full load (bench/RESULTS.md, "Live updates under load"), for a list scrolling 2-4 times a second.
 UI_SHARE = 0.05
 MAX_TICK = 1.0
