@@ -1,7 +1,9 @@
-"""Default locations: captures, logs and the filter history in the user's data/state directories (platformdirs)."""
+"""Default locations (captures, logs, the filter history: platformdirs' data and state folders), and files only their
+owner can read."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import platformdirs
@@ -19,3 +21,29 @@ def default_log_file() -> Path:
 
 def filter_history() -> Path:
     return Path(platformdirs.user_state_dir(APP)) / "filter-history"
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parents readable by their owner only (0700): they hold captures, logs and
+    settings with passwords and cookies. Folders that exist are left as they are."""
+    missing = []
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process
+            continue
+        folder.chmod(0o700)  # whatever the umask took away or let through
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty, readable by its owner only (0600), if it does not exist, in a private folder."""
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def readable_by_others(path: Path) -> bool:
+    return path.exists() and bool(path.stat().st_mode & 0o077)
