@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from mitmproxy import connection, ctx, exceptions
+from mitmproxy import connection, ctx, exceptions, http
 
 from proxycap.capture.summary import peer
 
@@ -41,6 +41,7 @@ class Access:
     def __init__(self) -> None:
         self.networks: list[Network] = []
         self._warned: dict[str, float] = {}
+        self.closing = False  # the proxy is stopping: requests on connections still open are refused
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -82,3 +83,15 @@ class Access:
         if now - self._warned.get(ip, -self.WARN_EVERY) >= self.WARN_EVERY:
             self._warned[ip] = now
             logger.warning(f"refused client {ip}: not in the allowed networks; start proxycap with --allow {ip}")
+
+    def requestheaders(self, f: http.HTTPFlow) -> None:
+        if self.closing:
+            f.response = _stopping()
+
+    def http_connect(self, f: http.HTTPFlow) -> None:
+        if self.closing:
+            f.response = _stopping()
+
+
+def _stopping() -> http.Response:
+    return http.Response.make(503, b"proxycap is stopping\n", {"Content-Type": "text/plain", "Connection": "close"})

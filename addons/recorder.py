@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from mitmproxy import connection, ctx, exceptions, flow, http, tls
@@ -17,7 +17,7 @@ from mitmproxy.utils import human
 
 from proxycap.capture.bus import Bus, ClientEvent, FlowEvent, LogEvent
 from proxycap.capture.flowstate import ConnectionStates
-from proxycap.capture.summary import META_STREAMED, peer, summarize
+from proxycap.capture.summary import peer, summarize
 from proxycap.internals.mitmproxy import snapshot
 
 BACKLOG_POLL = 0.01  # seconds between looks at the store's backlog while flows wait for it
@@ -32,18 +32,7 @@ WS_SNAPSHOT_INTERVAL = 1.0
 DEFAULT_BACKLOG = "32m"
 
 CA_HINT = "run `proxycap ca` for how to trust proxycap's CA on that device"
-
-
-def _count_streamed(f: http.HTTPFlow, which: str) -> Callable[[bytes], bytes]:
-    """A pass-through ``stream`` callable that counts the bytes mitmproxy forwards without keeping them."""
-    sizes: dict[str, int | None] = f.metadata.setdefault(META_STREAMED, {})
-    sizes[which] = 0
-
-    def count(chunk: bytes) -> bytes:
-        sizes[which] = (sizes[which] or 0) + len(chunk)
-        return chunk
-
-    return count
+STOPPED = "proxycap stopped before this flow finished"
 
 
 class Recorder:
@@ -55,6 +44,10 @@ class Recorder:
         self._requests: dict[str, tuple[http.HTTPFlow, asyncio.TimerHandle]] = {}
         self._conns = ConnectionStates()
         self._backlog_limit = human.parse_size(DEFAULT_BACKLOG)
+        # Flows waiting for their response, and open WebSockets: what a stopping proxy waits for, then ends.
+        self._live: dict[str, http.HTTPFlow] = {}
+        self._websockets: dict[str, http.HTTPFlow] = {}
+        self._ended: set[str] = set()  # ended here at shutdown: what mitmproxy says of them afterwards is not kept
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -77,13 +70,22 @@ class Recorder:
             self._backlog_limit = limit
 
     def done(self) -> None:
-        self.flush()
+        self.end_in_flight(STOPPED)
 
-    def flush(self) -> None:
-        """Publish the requests still waiting to be announced: shutting down, what is in flight is stored as such."""
-        for f, timer in list(self._requests.values()):
-            timer.cancel()
-            self._publish_request(f)
+    def in_flight(self) -> int:
+        """HTTP flows still waiting for their response (open WebSockets do not count: they may last for ever)."""
+        return len(self._live)
+
+    def end_in_flight(self, reason: str) -> None:
+        """Shutting down: every flow in flight and open WebSocket ends as an error with ``reason``, so none is left
+        live in the store. On the engine's loop."""
+        ending = [*self._live.values(), *self._websockets.values()]
+        self._live.clear()
+        self._websockets.clear()
+        for f in ending:
+            f.error = flow.Error(reason)
+            self._publish("error", f)
+            self._ended.add(f.id)
 
     # --- publishing -----------------------------------------------------------------------------
 
@@ -92,6 +94,8 @@ class Recorder:
 
         Hooks stay synchronous (cheaper for mitmproxy to call) unless there is something to wait for.
         """
+        if f.id in self._ended:  # ended at shutdown: mitmproxy's later word on it is not the reason
+            return None
         if (pending := self._requests.pop(f.id, None)) is not None:  # this event says more than the request's
             pending[1].cancel()
         state = snapshot(f, self._conns) if with_state else None
@@ -109,8 +113,7 @@ class Recorder:
     # --- HTTP -----------------------------------------------------------------------------------
 
     def requestheaders(self, f: http.HTTPFlow) -> None:
-        if f.request.stream is True:
-            f.request.stream = _count_streamed(f, "request")
+        self._live[f.id] = f
 
     def request(self, f: http.HTTPFlow) -> None:
         timer = asyncio.get_running_loop().call_later(REQUEST_DELAY, self._publish_request, f)
@@ -121,21 +124,17 @@ class Recorder:
         # Summary only: the full state follows with the response or error (measured: +5-10% throughput, bench/).
         self._publish("request", f, with_state=False)
 
-    def responseheaders(self, f: http.HTTPFlow) -> None:
-        if f.response and f.response.stream is True:
-            f.response.stream = _count_streamed(f, "response")
-
     def response(self, f: http.HTTPFlow) -> Awaitable[None] | None:
-        resp = f.response
-        if resp and resp.stream and resp.raw_content is None:
-            # Streamed after buffering had started (chunked body over the limit): size unknown.
-            f.metadata.setdefault(META_STREAMED, {}).setdefault("response", None)
+        self._live.pop(f.id, None)
         return self._publish("response", f)
 
     def error(self, f: http.HTTPFlow) -> Awaitable[None] | None:
+        self._live.pop(f.id, None)
+        self._websockets.pop(f.id, None)
         return self._publish("error", f)
 
     def http_connect(self, f: http.HTTPFlow) -> None:
+        self._live.pop(f.id, None)  # a tunnel: what goes through it is in flight, not the tunnel itself
         self._connects[f.client_conn.id] = f
 
     def http_connect_error(self, f: http.HTTPFlow) -> Awaitable[None] | None:
@@ -149,6 +148,7 @@ class Recorder:
     # --- WebSocket ------------------------------------------------------------------------------
 
     def websocket_start(self, f: http.HTTPFlow) -> Awaitable[None] | None:
+        self._websockets[f.id] = f
         self._ws_snapshot[f.id] = time.monotonic()
         return self._publish("websocket", f)
 
@@ -160,6 +160,7 @@ class Recorder:
         return self._publish("websocket", f, with_state=snapshot)
 
     def websocket_end(self, f: http.HTTPFlow) -> Awaitable[None] | None:
+        self._websockets.pop(f.id, None)
         self._ws_snapshot.pop(f.id, None)
         return self._publish("websocket_end", f)
 

@@ -176,9 +176,10 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
 
 
-async def _send_bytes(send: Send, n: int) -> None:
-    """Stream n pattern bytes in chunks, but announce Content-Length up front."""
-    await send({"type": "http.response.start", "status": 200, "headers": _headers("application/octet-stream", n)})
+async def _send_bytes(send: Send, n: int, chunked: bool = False) -> None:
+    """Stream n pattern bytes in chunks, announcing Content-Length up front unless ``chunked``."""
+    length = None if chunked else n
+    await send({"type": "http.response.start", "status": 200, "headers": _headers("application/octet-stream", length)})
     block = BYTES_PATTERN * (BYTES_CHUNK_SIZE // len(BYTES_PATTERN))
     sent = 0
     while sent < n:
@@ -228,7 +229,7 @@ async def origin_app(scope: Scope, receive: Receive, send: Send) -> None:
         text = b"" if code in (204, 304) else f"status {code}\n".encode()
         return await _respond(send, code, text, "text/plain")
     if path.startswith("/bytes/") and path[7:].isdigit():
-        return await _send_bytes(send, int(path[7:]))
+        return await _send_bytes(send, int(path[7:]), chunked="chunked" in parse_qs(query))
     if path == "/chunked":
         await send({"type": "http.response.start", "status": 200, "headers": _headers("text/plain")})
         for piece in CHUNKS:

@@ -21,7 +21,14 @@ from mitmproxy import ctx, exceptions, http, options
 from mitmproxy.addons import default_addons
 
 from proxycap.capture.ca import CAError, ensure_ca
-from proxycap.internals.mitmproxy import QuickMaster, close_client_connections, listen_failure
+from proxycap.capture.summary import count_streamed
+from proxycap.internals.mitmproxy import (
+    QuickMaster,
+    close_client_connections,
+    count_streamed_bodies,
+    listen_failure,
+    stop_listening,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +86,16 @@ class Engine:
         if self._error is not None:
             self.stop()
             raise EngineError(str(self._error)) from None
+
+    @property
+    def running(self) -> bool:
+        return self.master is not None and self.loop is not None and not self.loop.is_closed()
+
+    def stop_listening(self) -> None:
+        """Stop accepting connections (the open ones stay): the first step of stopping."""
+        if self.running:
+            with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
+                self.submit(lambda: stop_listening(self.master)).result(timeout=5)  # type: ignore[arg-type]
 
     def stop(self) -> None:
         """Close open connections (their flows end as errors, and are recorded), stop, run ``done`` hooks.
@@ -138,6 +155,7 @@ class Engine:
         except CAError as e:
             self._started(EngineError(str(e)))
             return
+        count_streamed_bodies(count_streamed)  # what passes through unkept is still counted (and shown as such)
         opts = options.Options()
         master = QuickMaster(opts)
         try:
@@ -176,6 +194,14 @@ class Engine:
         if not self.loop or self.loop.is_closed():
             raise EngineError("the proxy is not running")
         return asyncio.run_coroutine_threadsafe(fn(), self.loop)
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 5) -> Any:
+        """Run ``fn(*args)`` on the engine loop (where flows and addons may be touched) and return its result."""
+
+        async def run() -> Any:
+            return fn(*args)
+
+        return self.submit(run).result(timeout)
 
     def replay(self, f: http.HTTPFlow, timeout: float = 5) -> str | None:
         """Resend a flow's request with mitmproxy's client replay; its hooks record it like any other flow.

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 from pathlib import Path
 
 from proxycap.capture.bus import Bus, LogEvent
 from proxycap.capture.summary import peer
+from proxycap.paths import private_dir
 
 # The recorder reports these itself, tied to the flow and with a hint on trusting the CA.
 REPORTED_BY_RECORDER = ("Client TLS handshake failed",)
@@ -50,6 +52,14 @@ class BusHandler(logging.Handler):
             self.handleError(record)
 
 
+class PrivateFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file readable by its owner only: the log names hosts, clients and errors of captured flows."""
+
+    def _open(self):  # type: ignore[no-untyped-def]  # logging's own signature
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)  # the handler's
+
+
 def setup_logging(log_file: Path | None, bus: Bus | None, level: int = logging.INFO) -> None:
     """Route the root logger to our handlers only (replacing Python's last-resort stderr output)."""
     root = logging.getLogger()
@@ -59,8 +69,8 @@ def setup_logging(log_file: Path | None, bus: Bus | None, level: int = logging.I
             h.close()
     root.setLevel(level)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+        private_dir(log_file.parent)
+        fh = PrivateFileHandler(log_file, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
         fh.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(fh)
     else:

@@ -52,6 +52,12 @@ FIELDS: tuple[str, ...] = (
 )
 
 
+def count_streamed(flow: http.HTTPFlow, which: str, size: int) -> None:
+    """Add ``size`` bytes to what ``flow``'s request or response streamed past the proxy (not captured)."""
+    streamed: dict[str, int | None] = flow.metadata.setdefault(META_STREAMED, {})
+    streamed[which] = (streamed.get(which) or 0) + size
+
+
 def normalize_ip(ip: str) -> str:
     """``::ffff:1.2.3.4`` → ``1.2.3.4`` and drop an IPv6 zone id, so one device has one key."""
     ip = ip.split("%", 1)[0]
@@ -70,6 +76,14 @@ def _ms(start: float | None, end: float | None) -> float | None:
     if start is None or end is None:
         return None
     return round(max(end - start, 0.0) * 1000, 3)
+
+
+def _part(start: float | None, end: float | None, flow_start: float, flow_end: float | None) -> float | None:
+    """A phase's milliseconds within the flow's own span, so no part exceeds the total: None for a phase that began
+    before the flow (a connection opened earlier, for another flow or for the tunnel) or has not ended."""
+    if start is None or end is None or start < flow_start:
+        return None
+    return _ms(start, end if flow_end is None else min(end, flow_end))
 
 
 def _text(value: str | None) -> str | None:
@@ -99,9 +113,12 @@ def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
     client_ip, client_port = peer(flow.client_conn.peername)
     server, client = flow.server_conn, flow.client_conn
     streamed: dict[str, int | None] = flow.metadata.get(META_STREAMED) or {}
+    start = req.timestamp_start
     end = resp.timestamp_end if resp and resp.timestamp_end else None
     if end is None and flow.error:
         end = flow.error.timestamp
+    if end is None and flow.live:
+        end = time.time()
     ws = flow.websocket
     if state is None:
         finished = resp is not None and resp.timestamp_end is not None and (ws is None or ws.timestamp_end)
@@ -123,10 +140,12 @@ def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
         "content_type": _text((resp.headers.get("content-type", "") if resp else "") or None),
         "request_size": _body_size(req, streamed.get("request")),
         "response_size": _body_size(resp, streamed.get("response")),
-        "duration_ms": _ms(req.timestamp_start, end or (time.time() if flow.live else None)),
-        "connect_ms": _ms(server.timestamp_start, server.timestamp_tcp_setup),
-        "tls_ms": _ms(server.timestamp_tcp_setup, server.timestamp_tls_setup),
-        "ttfb_ms": _ms(req.timestamp_end or req.timestamp_start, resp.timestamp_start if resp else None),
+        # Timings, all within the flow's span (request start to response end, error, or now while live): connect and
+        # TLS only if this flow opened the server connection; the time to first byte from the request's end.
+        "duration_ms": _ms(start, end),
+        "connect_ms": _part(server.timestamp_start, server.timestamp_tcp_setup, start, end),
+        "tls_ms": _part(server.timestamp_tcp_setup, server.timestamp_tls_setup, start, end),
+        "ttfb_ms": _part(req.timestamp_end or start, resp.timestamp_start if resp else None, start, end),
         "sni": client.sni,
         "tls_version": client.tls_version,
         "server_ip": peer(server.peername)[0] or None,

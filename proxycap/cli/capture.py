@@ -11,7 +11,7 @@ from pathlib import Path
 
 from proxycap import __version__
 from proxycap.capture.bus import FlowEvent, StoreStatus, Subscription
-from proxycap.cli.common import add_proxy_options, client_ip, engine_config, wait_for_signal
+from proxycap.cli.common import add_proxy_options, client_ip, engine_config, on_signal, wait_for
 from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.runtime import gcsettle
 
@@ -47,6 +47,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from proxycap.query.fmt import flow_line
     from proxycap.runtime import switching
 
+    stopping = on_signal()
     session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
     # The store's state always reaches the terminal; each flow unless -q (then the proxy makes no summaries).
     kinds = (StoreStatus,) if args.quiet else (StoreStatus, FlowEvent)
@@ -62,11 +63,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     printing = threading.Thread(target=_print_events, args=(terminal, flow_line, done), daemon=True)
     printing.start()
     try:
-        wait_for_signal()
+        wait_for(stopping)
     finally:
         report = session.stop()
         done.set()
-        printing.join()  # the flows stopped with are printed too
+        printing.join(timeout=5)  # the flows stopped with are printed too (unless stdout is stuck)
     line = f"stopped; {report.written:,} flows written to {session.store_path}"
     if report.stripped:
         line += f"; {report.stripped:,} of them without their bodies (the store failed meanwhile)"

@@ -98,10 +98,15 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     )
 
 
-def wait_for_signal() -> None:
-    """Block the main thread until Ctrl-C or SIGTERM."""
+def on_signal() -> threading.Event:
+    """An event set by Ctrl-C or SIGTERM from now on (rather than dying of it halfway through starting)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def wait_for(stop: threading.Event) -> None:
+    """Block the main thread until ``stop`` is set (waking now and then, so signal handlers run)."""
     while not stop.wait(0.2):
         pass

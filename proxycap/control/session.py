@@ -7,13 +7,16 @@ lets the writer flush everything still queued, so a clean exit never loses a cap
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
+import time
 from pathlib import Path
 
 from proxycap.addons.access import Access
-from proxycap.addons.recorder import Recorder
+from proxycap.addons.recorder import STOPPED, Recorder
 from proxycap.capture.bus import Bus
-from proxycap.capture.engine import Engine, EngineConfig
+from proxycap.capture.engine import Engine, EngineConfig, EngineError
 from proxycap.capture.logs import setup_logging
 from proxycap.control.api import LocalControl
 from proxycap.paths import readable_by_others
@@ -22,6 +25,8 @@ from proxycap.storage.writer import StoreWriter, WriterReport
 
 logger = logging.getLogger(__name__)
 
+GRACE = 2.0  # seconds the flows in flight get to finish when the proxy stops
+
 
 class CaptureSession:
     def __init__(self, config: EngineConfig, store_path: Path, log_file: Path | None) -> None:
@@ -29,7 +34,9 @@ class CaptureSession:
         self.config = config
         self.store_path = store_path.expanduser()
         self.log_file = log_file
-        self.engine = Engine(config, [Recorder(self.bus), Access()])
+        self.recorder = Recorder(self.bus)
+        self.access = Access()
+        self.engine = Engine(config, [self.recorder, self.access])
         self.writer: StoreWriter | None = None
         self.control: LocalControl | None = None
         self.warnings: list[str] = []  # said once at start, for the terminal or the UI
@@ -59,8 +66,19 @@ class CaptureSession:
         logger.info(f"proxy listening on {self.engine.listen_addrs}, store {self.store_path}")
 
     def stop(self) -> WriterReport:
-        """Stop the proxy (in-flight flows get a short grace, then end as errors), then flush the store; returns
-        what this session's writer stored and lost."""
+        """Stop the proxy, then flush the store; returns what this session's writer stored and lost.
+
+        Nothing new is let in (the listeners close first, and requests on connections still open are refused), the
+        flows in flight get ``GRACE`` seconds to finish, and the rest end as errors that say the proxy stopped: no
+        flow is left live in the store."""
+        if self.engine.running:
+            self.access.closing = True
+            self.engine.stop_listening()
+            deadline = time.monotonic() + GRACE
+            while self.recorder.in_flight() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with contextlib.suppress(EngineError, concurrent.futures.TimeoutError):
+                self.engine.call(self.recorder.end_in_flight, STOPPED)
         self.engine.stop()
         if self.control is not None:
             self.control.close()

@@ -13,14 +13,17 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions
 
-from proxycap.addons.recorder import Recorder
+from proxycap.addons.recorder import STOPPED, Recorder
 from proxycap.capture.bus import Bus
+from proxycap.capture.summary import count_streamed
+from proxycap.internals.mitmproxy import count_streamed_bodies
 from proxycap.storage.store import StoreError, check_store
 from proxycap.storage.writer import StoreWriter
 
 
 class StandaloneRecording:
     def __init__(self) -> None:
+        count_streamed_bodies(count_streamed)
         self.bus = Bus()
         self.recorder = Recorder(self.bus)
         self.addons = [self.recorder]  # mitmproxy calls the recorder's hooks as a child of this addon
@@ -44,7 +47,7 @@ class StandaloneRecording:
             raise exceptions.OptionsError(str(e)) from None
 
     def done(self) -> None:
-        self.recorder.flush()  # this hook runs before its children's: the requests in flight first
+        self.recorder.end_in_flight(STOPPED)  # this hook runs before its children's: the flows in flight first
         if self.writer:
             self.writer.stop()
             self.writer = None

@@ -3,7 +3,9 @@ shows that each behaves as mitmproxy's own code does.
 
 - ``QuickMaster``: mitmproxy's ``Master`` with an addon manager that skips addons without a handler for a hook.
 - ``snapshot``: ``flow.get_state()`` with the connections' states taken from a cache.
-- ``listen_failure`` and ``close_client_connections``: the proxy server's listeners and connections.
+- ``listen_failure``, ``stop_listening`` and ``close_client_connections``: the proxy server's listeners and
+  connections.
+- ``count_streamed_bodies``: the bytes of every body mitmproxy streams rather than keeps.
 
 The addon manager. For every hook, and again for the ``update`` hook after every flow hook, mitmproxy's
 ``trigger_event`` walks the whole addon chain (30-odd default addons) and, for each one, enters a context manager,
@@ -17,6 +19,8 @@ mitmproxy's own path. Which addons those are is worked out once per hook, and ag
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from mitmproxy import addonmanager, exceptions, hooks, http, options
@@ -118,6 +122,11 @@ def listen_failure(master: Master) -> str | None:
     return f"cannot listen on {host}:{port} ({s.mode.full_spec} mode): {reason}"
 
 
+async def stop_listening(master: Master) -> None:
+    """Close every listener, as mitmproxy does when its modes change; open connections stay."""
+    await master.addons.get("proxyserver").servers.update([])
+
+
 async def close_client_connections(master: Master, reason: str, wait: float = 2.0) -> None:
     """Cancel each client's connection task, as mitmproxy's own idle timeout does, and let them wind down."""
     ps = master.addons.get("proxyserver")
@@ -131,3 +140,42 @@ async def close_client_connections(master: Master, reason: str, wait: float = 2.
         if not ps.connections:
             return
         await asyncio.sleep(0.02)
+
+
+# --- streamed bodies ----------------------------------------------------------------------------
+
+StreamCounter = Callable[[http.HTTPFlow, str, int], None]  # (flow, "request" or "response", bytes: 0 at the start)
+
+
+def count_streamed_bodies(count: StreamCounter) -> None:
+    """Tell ``count`` of every body mitmproxy streams (``stream_large_bodies``): once with 0 when streaming starts,
+    then with each chunk's size. Hooks cannot see it all: a body of unknown length (chunked, HTTP/2) that outgrows
+    the limit while being buffered is switched to streaming in mitmproxy's HTTP layer itself, with no hook between.
+    Installed once per process; the layer's own code still does the streaming."""
+    from mitmproxy.proxy.layers.http import HttpStream, RequestData, ResponseData
+
+    if getattr(HttpStream, "_proxycap_count", None) is not None:
+        HttpStream._proxycap_count = count  # type: ignore[attr-defined]
+        return
+    HttpStream._proxycap_count = count  # type: ignore[attr-defined]
+    for side, data, starts, streams in (
+        ("request", RequestData, "start_request_stream", "state_stream_request_body"),
+        ("response", ResponseData, "start_response_stream", "state_stream_response_body"),
+    ):
+        start_original, stream_original = getattr(HttpStream, starts), getattr(HttpStream, streams)
+
+        @functools.wraps(start_original)
+        def start(self: Any, *args: Any, _original: Any = start_original, _side: str = side) -> Any:
+            HttpStream._proxycap_count(self.flow, _side, 0)  # type: ignore[attr-defined]
+            return _original(self, *args)
+
+        @functools.wraps(stream_original)
+        def stream(
+            self: Any, event: Any, _original: Any = stream_original, _side: str = side, _data: Any = data
+        ) -> Any:
+            if isinstance(event, _data):
+                HttpStream._proxycap_count(self.flow, _side, len(event.data))  # type: ignore[attr-defined]
+            return _original(self, event)
+
+        setattr(HttpStream, starts, start)
+        setattr(HttpStream, streams, stream)

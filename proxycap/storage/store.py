@@ -282,13 +282,15 @@ class Store:
             self._db.close()
 
     def check_writable(self) -> None:
-        """A write that reaches the file, and SQLite's quick check of every page: a store that opens may still be
-        read-only (a file or mount) or damaged. StoreError with a one-line reason if not."""
-        with self._tx() as db:
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        """SQLite's quick check of every page, then a write that reaches the file: a store that opens may still be
+        damaged, or read-only (a file or mount). StoreError with a one-line reason if not; a damaged store is not
+        written to."""
         result = self._read("PRAGMA quick_check(1)")[0][0]
         if result != "ok":
-            raise StoreError(f"store {self.path} is damaged ({result}); move it aside or choose another --store")
+            detail = " ".join(result.replace("*** in database main ***", "").split())
+            raise StoreError(f"store {self.path} is damaged ({detail}); move it aside or choose another --store")
+        with self._tx() as db:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -103,6 +103,12 @@ def _original(flow_id: str | None, seq: int | None) -> str | None:
     return f"#{seq}" if seq is not None else f"{flow_id} (no longer stored)"
 
 
+TIMING_NOTE = (
+    "  Within this flow: total from the request's start to the response's end; connect and TLS only when this flow "
+    "opened the server connection; TTFB from the request's end to the response's start."
+)
+
+
 def details(f: http.HTTPFlow | None, row: dict[str, Any]) -> list[Text]:
     """Timing, connection and TLS facts, and what went wrong."""
     s = summarize(f) if f is not None else row
@@ -130,6 +136,7 @@ def details(f: http.HTTPFlow | None, row: dict[str, Any]) -> list[Text]:
             ("Total", fmt.duration(s.get("duration_ms"))),
         ],
     )
+    lines.insert(-1, Text(TIMING_NOTE, NOTE))
     if f is None:
         lines.append(Text("The full flow was not stored; only its summary is available.", NOTE))
         return lines
