@@ -21,6 +21,7 @@ from mitmproxy import ctx, exceptions, http, options
 from mitmproxy.addons import default_addons
 
 from proxycap.addons.access import Access
+from proxycap.addons.breakpoints import Breakpoints
 from proxycap.addons.recorder import Recorder
 from proxycap.capture.bus import Bus
 from proxycap.capture.ca import CAError, ensure_ca
@@ -46,6 +47,8 @@ class EngineConfig:
     scripts: list[str] = dataclasses.field(default_factory=list)
     allow: list[str] = dataclasses.field(default_factory=list)  # networks allowed besides loopback
     max_body: str = DEFAULT_MAX_BODY  # bodies larger than this are streamed, not captured
+    breaks: list[str] = dataclasses.field(default_factory=list)  # breakpoints on requests (filter expressions)
+    break_responses: list[str] = dataclasses.field(default_factory=list)  # … on responses
 
 
 class _Ready:
@@ -64,6 +67,7 @@ class Engine:
         self.config = config
         self.bus = bus
         self.recorder = Recorder(bus)
+        self.breakpoints = Breakpoints()
         self.master: QuickMaster | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -145,6 +149,8 @@ class Engine:
         master = QuickMaster(opts)
         try:
             master.addons.add(*default_addons())
+            # Before the recorder: what they change in a hook is recorded by its handler for that hook.
+            master.addons.add(self.breakpoints)
             master.addons.add(self.recorder, Access(), _Ready(self))
             opts.update(
                 listen_host=cfg.listen_host,
@@ -152,6 +158,8 @@ class Engine:
                 confdir=cfg.confdir,
                 stream_large_bodies=cfg.max_body,
                 proxycap_allow=cfg.allow,
+                proxycap_break=cfg.breaks,
+                proxycap_break_response=cfg.break_responses,
             )
             if cfg.allow:
                 opts.update(block_global=False)  # proxycap's allow-list is the gate now

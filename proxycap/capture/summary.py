@@ -11,6 +11,7 @@ from mitmproxy import http
 # Metadata keys proxycap writes on flows.
 META_REPLAY_OF = "proxycap.replay_of"
 META_STREAMED = "proxycap.streamed"  # {"request": n|None, "response": n|None}: bodies not captured
+META_MODIFIED = "proxycap.modified"  # ["rule 2 (name): what it did", "breakpoint: …"]: what changed it in flight
 
 # Columns of a summary, in the order the store and ``proxycap flows --json`` use.
 FIELDS: tuple[str, ...] = (
@@ -50,6 +51,11 @@ FIELDS: tuple[str, ...] = (
     "modified",  # what changed the flow in flight (rules, breakpoints), for the list and Details
     "intercepted",  # stopped at a breakpoint right now
 )
+
+
+def mark_modified(flow: http.HTTPFlow, what: str) -> None:
+    """Note on the flow what changed it in flight (a rule, a breakpoint), for its summary's ``modified``."""
+    flow.metadata.setdefault(META_MODIFIED, []).append(what)
 
 
 def normalize_ip(ip: str) -> str:
@@ -139,8 +145,8 @@ def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
         "state": state,
         "process": None,
         "source": None,
-        "modified": None,
-        "intercepted": False,
+        "modified": "; ".join(modified) if (modified := flow.metadata.get(META_MODIFIED)) else None,
+        "intercepted": flow.intercepted,
     }
 
 
@@ -159,5 +165,6 @@ def summarize_state(state: dict[str, Any]) -> dict[str, Any]:
         metadata=state.get("metadata") or {},
         websocket=SimpleNamespace(**ws) if ws else None,
         live=False,  # a stored state is the flow as it was published: ended, or with its end in it
+        intercepted=state.get("intercepted", False),
     )
     return summarize(view)  # type: ignore[arg-type]
