@@ -1,4 +1,5 @@
-"""Default locations: captures, logs and the filter history in the user's data/state directories (platformdirs)."""
+"""Default locations: captures, logs, the filter history and the rules in the user's data/state/config directories
+(platformdirs)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,7 @@ def default_log_file() -> Path:
 
 def filter_history() -> Path:
     return Path(platformdirs.user_state_dir(APP)) / "filter-history"
+
+
+def default_rules() -> Path:
+    return Path(platformdirs.user_config_dir(APP)) / "rules.toml"

@@ -23,6 +23,8 @@ from mitmproxy.addons import default_addons
 from proxycap.addons.access import Access
 from proxycap.addons.breakpoints import Breakpoints
 from proxycap.addons.recorder import Recorder
+from proxycap.addons.rules import Rules
+from proxycap.addons.throttle import Throttle
 from proxycap.capture.bus import Bus
 from proxycap.capture.ca import CAError, ensure_ca
 from proxycap.internals.mitmproxy import QuickMaster, close_client_connections, listen_failure
@@ -49,6 +51,9 @@ class EngineConfig:
     max_body: str = DEFAULT_MAX_BODY  # bodies larger than this are streamed, not captured
     breaks: list[str] = dataclasses.field(default_factory=list)  # breakpoints on requests (filter expressions)
     break_responses: list[str] = dataclasses.field(default_factory=list)  # … on responses
+    rules: str = ""  # the rules file; empty: none
+    throttle: str = ""  # a profile for all traffic (a rate in KB/s or a preset); empty: none
+    latency: int = 0  # ms added to each request
 
 
 class _Ready:
@@ -67,7 +72,9 @@ class Engine:
         self.config = config
         self.bus = bus
         self.recorder = Recorder(bus)
+        self.rules = Rules()
         self.breakpoints = Breakpoints()
+        self.throttle = Throttle()
         self.master: QuickMaster | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -150,7 +157,7 @@ class Engine:
         try:
             master.addons.add(*default_addons())
             # Before the recorder: what they change in a hook is recorded by its handler for that hook.
-            master.addons.add(self.breakpoints)
+            master.addons.add(self.rules, self.throttle, self.breakpoints)
             master.addons.add(self.recorder, Access(), _Ready(self))
             opts.update(
                 listen_host=cfg.listen_host,
@@ -160,6 +167,9 @@ class Engine:
                 proxycap_allow=cfg.allow,
                 proxycap_break=cfg.breaks,
                 proxycap_break_response=cfg.break_responses,
+                proxycap_throttle=cfg.throttle,
+                proxycap_latency=cfg.latency,
+                proxycap_rules=cfg.rules,
             )
             if cfg.allow:
                 opts.update(block_global=False)  # proxycap's allow-list is the gate now
