@@ -62,7 +62,7 @@ def parse(value: Any) -> Profile:
         if key in PRESETS:
             return PRESETS[key]
         try:
-            down, _, up = key.partition("/")
+            down, _, up = value.strip().partition("/")
             return Profile(down=_rate(down), up=_rate(up) if up else _rate(down))
         except ValueError:
             raise ValueError(
