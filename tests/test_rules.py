@@ -310,11 +310,9 @@ def test_rule_fields_are_checked() -> None:
 
 def test_command_line_options(tmp_path: Path) -> None:
     rules = str(tmp_path / "r.toml")
-    args = parser().parse_args(
-        ["tui", "--break", "~u a", "--break-response", "~c 500", "--rules", rules, "--throttle", "slow 3g"]
-        + ["--latency", "200"]  # noqa: RUF005 (two lines of arguments)
-    )
-    config = engine_config(args)
+    argv = ["tui", "--break", "~u a", "--break-response", "~c 500"]
+    argv += ["--rules", rules, "--throttle", "slow 3g", "--latency", "200"]
+    config = engine_config(parser().parse_args(argv))
     assert (config.breaks, config.break_responses) == (["~u a"], ["~c 500"])
     assert (config.rules, config.throttle, config.latency) == (rules, "slow 3g", 200)
     assert engine_config(parser().parse_args(["record"])).rules.endswith("rules.toml")
