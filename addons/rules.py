@@ -5,9 +5,10 @@ a rule changed is noted on the flow (its summary's ``modified``), and the flow i
 received. A hook with no rule acting in it is switched off, so rules cost the proxy nothing until there are some.
 
 Threading: the hooks run on the proxy's loop and read an immutable snapshot of the compiled rules. The entry points
-may be called from any thread (one at a time: they hold a lock while they read or write the file, never on the
-proxy's loop); a change is checked (``RuleError`` with the reason in one line if the rule is not valid: nothing is
-changed), saved to the file, then swapped in for the next flows.
+may be called from any thread but the proxy's (one at a time: they hold a lock while they read or write the file);
+a change is checked (``RuleError`` with the reason in one line if the rule is not valid: nothing is changed), saved
+to the file, then swapped in for the next flows, waiting one turn of the proxy's loop for its hooks: call them from
+a worker thread. ``rules()`` and ``problem()`` never wait for the loop.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from mitmproxy import ctx, http
 
+from proxycap.capture import onloop
 from proxycap.capture.summary import mark_modified, peer
 from proxycap.internals.mitmproxy import switch_hooks
 from proxycap.rules import model
@@ -183,10 +185,10 @@ class Rules:
         self._throttling = any(
             i.rule.throttle is not None for i in self._items if i.compiled and i.rule and i.rule.enabled
         )
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._switch)
-        elif ctx.master is not None:  # configuring, on the loop, before it runs
+        if self._loop is None:  # configuring, on the loop, before it runs
             self._switch()
+        else:  # in place before the caller goes on: the next flow sees the change
+            onloop.call(self._loop, self._switch)
 
     def _switch(self) -> None:
         for hook, rules in self._by_hook.items():
