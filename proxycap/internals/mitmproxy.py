@@ -276,7 +276,8 @@ def pace_connection(master: Master, client_id: str, rates: Callable[[bool], floa
     if handler is None:
         return False
     for conn, io in handler.transports.items():
-        if io.writer is not None and not isinstance(io.writer, PacedWriter):
+        # TCP only: a UDP transport (QUIC, DNS) writes datagrams, which must not be cut into a tick's worth.
+        if io.writer is not None and conn.transport_protocol == "tcp" and not isinstance(io.writer, PacedWriter):
             upload = conn is not handler.client
             active = handler.timeout_watchdog.register_activity
             io.writer = PacedWriter(io.writer, functools.partial(rates, upload), active)
