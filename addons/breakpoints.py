@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import itertools
 import time
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from mitmproxy.flow import Error as FlowError
 
 from proxycap.capture import onloop
 from proxycap.capture.hooks import InterceptionHook
-from proxycap.capture.summary import mark_modified, peer
+from proxycap.capture.summary import is_ip, mark_modified, peer
 from proxycap.internals.mitmproxy import switch_hooks
 
 Phase = Literal["request", "response"]
@@ -79,15 +78,6 @@ def compile_filter(expr: str) -> flowfilter.TFilter:
         raise ValueError(f"bad filter expression {expr!r}: {str(e).splitlines()[0]}") from None
 
 
-def check_ip(text: str | None) -> str | None:
-    if text is not None:
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            raise ValueError(f"not an IP address: {text!r}") from None
-    return text
-
-
 def _changes(old: http.Message, new: http.Message) -> list[str]:
     """What an edit changed, in words, for the flow's ``modified`` note."""
     out = []
@@ -132,7 +122,7 @@ class Breakpoints:
     def configure(self, updated: set[str]) -> None:
         if {"proxycap_break", "proxycap_break_response"} & updated:
             try:
-                new = [self._make(e, request=True) for e in ctx.options.proxycap_break]
+                new = [self._make(e) for e in ctx.options.proxycap_break]
                 new += [self._make(e, request=False, response=True) for e in ctx.options.proxycap_break_response]
             except ValueError as e:
                 raise exceptions.OptionsError(f"breakpoint: {e}") from None
@@ -162,7 +152,7 @@ class Breakpoints:
         once: bool = False,
         replays: bool = False,
     ) -> Breakpoint:
-        bp = self._make(filter, request, response, client, once, replays)
+        bp = self._make(filter, request=request, response=response, client=client, once=once, replays=replays)
         onloop.call(self._loop, lambda: self._set((*self._breakpoints, bp)))
         return bp
 
@@ -228,19 +218,13 @@ class Breakpoints:
 
     # --- the loop's side ----------------------------------------------------------------------
 
-    def _make(
-        self,
-        expr: str,
-        request: bool = True,
-        response: bool = False,
-        client: str | None = None,
-        once: bool = False,
-        replays: bool = False,
-    ) -> Breakpoint:
-        if not (request or response):
+    def _make(self, expr: str, **options: Any) -> Breakpoint:
+        bp = Breakpoint(next(self._ids), expr, matches=compile_filter(expr), **options)
+        if not (bp.request or bp.response):
             raise ValueError("a breakpoint stops the request, the response or both")
-        matches = compile_filter(expr)
-        return Breakpoint(next(self._ids), expr, request, response, check_ip(client), once, replays, matches)
+        if bp.client is not None and not is_ip(bp.client):
+            raise ValueError(f"not an IP address: {bp.client!r}")
+        return bp
 
     def _set(self, breakpoints: tuple[Breakpoint, ...]) -> None:
         was = bool(self._breakpoints)

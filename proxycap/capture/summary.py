@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -56,6 +57,15 @@ FIELDS: tuple[str, ...] = (
 def mark_modified(flow: http.HTTPFlow, what: str) -> None:
     """Note on the flow what changed it in flight (a rule, a breakpoint), for its summary's ``modified``."""
     flow.metadata.setdefault(META_MODIFIED, []).append(what)
+
+
+def is_ip(text: str) -> bool:
+    """An IPv4 or IPv6 address (a client's, as the user types it)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def normalize_ip(ip: str) -> str:

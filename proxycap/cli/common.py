@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import signal
 import threading
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from mitmproxy.utils import human
 
 from proxycap.capture.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig
+from proxycap.capture.summary import is_ip
 from proxycap.paths import default_log_file, default_rules, default_store
 from proxycap.rules import profiles
 
@@ -99,11 +99,8 @@ def add_traffic_options(p: argparse.ArgumentParser, breakpoints: bool = False) -
 
 def client_ip(text: str | None) -> str | None:
     """``--client``, checked: a typo would otherwise show an empty list and no reason."""
-    if text is not None:
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            raise UserError(f"--client {text}: not an IP address (such as 192.168.1.20)") from None
+    if text is not None and not is_ip(text):
+        raise UserError(f"--client {text}: not an IP address (such as 192.168.1.20)")
     return text
 
 

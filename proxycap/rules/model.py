@@ -13,7 +13,6 @@ a file that could not be read is never overwritten.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import mimetypes
 import os
 import re
@@ -26,6 +25,7 @@ import tomli_w
 from mitmproxy import flowfilter, http
 from mitmproxy.net.http.status_codes import RESPONSES
 
+from proxycap.capture.summary import is_ip
 from proxycap.rules import profiles
 
 ACTIONS = ("map_local", "map_remote", "modify_headers", "modify_body", "block", "respond", "throttle")
@@ -132,11 +132,8 @@ def check(rule: Rule) -> None:
             flowfilter.parse(rule.filter)
     except ValueError as e:
         raise RuleError(f"bad filter {rule.filter!r}: {str(e).splitlines()[0]}") from None
-    if rule.client is not None:
-        try:
-            ipaddress.ip_address(rule.client)
-        except ValueError:
-            raise RuleError(f"client must be an IP address, not {rule.client!r}") from None
+    if rule.client is not None and not is_ip(rule.client):
+        raise RuleError(f"client must be an IP address, not {rule.client!r}")
     if rule.message not in MESSAGES:
         raise RuleError(f"message must be request or response, not {rule.message!r}")
     if rule.action in ("block", "respond") and not (100 <= rule.status <= 599 or rule.status == DROP):
