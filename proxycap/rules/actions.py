@@ -145,7 +145,7 @@ def _respond(rule: Rule, base: Path) -> Act:
     body_file = (base / Path(rule.body_file).expanduser()) if rule.body_file else None
     if body_file is not None and not body_file.is_file():
         raise RuleError(f"body_file {rule.body_file!r}: no such file (in {base})")
-    headers = {"Server": version.MITMPROXY, **rule.headers}
+    headers = rule.headers  # as the rule says, no more (a mocked flow's own Server header, say)
     inline = rule.body.encode()
 
     def act(f: http.HTTPFlow) -> str | None:
