@@ -308,7 +308,7 @@ def test_rule_fields_are_checked() -> None:
         model.check(model.from_table({"action": "block", "status": 403, "client": "10.0.0"}))
 
 
-def test_command_line_options(tmp_path: Path) -> None:
+def test_command_line_options(tmp_path: Path, confdir: Path) -> None:
     rules = str(tmp_path / "r.toml")
     argv = ["tui", "--break", "~u a", "--break-response", "~c 500"]
     argv += ["--rules", rules, "--throttle", "slow 3g", "--latency", "200"]
@@ -323,3 +323,9 @@ def test_command_line_options(tmp_path: Path) -> None:
         timeout=30,
     )
     assert out.returncode == 2 and out.stderr.startswith("proxycap: error: --throttle: not a throttle profile: 'fast'")
+    files = ["--store", str(tmp_path / "s.db"), "--log-file", str(tmp_path / "log"), "--confdir", str(confdir)]
+    tui = [sys.executable, "-m", "proxycap", "tui", "-p", "0", "--break", "~u (", *files]
+    out = subprocess.run(tui, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2
+    expected = "breakpoint: bad filter expression '~u (': Invalid filter expression: '~u ('"
+    assert out.stderr == f"proxycap: error: {expected}\n"
