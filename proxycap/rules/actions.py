@@ -53,12 +53,17 @@ def _parsed(parse: Callable[[str], object], *parts: str) -> object:
         raise RuleError(str(e)) from None
 
 
+def _answerable(f: http.HTTPFlow) -> bool:
+    """Not answered yet (by the server, an earlier rule, a block), nor failed: what mitmproxy's addons check."""
+    return not (f.response or f.error) and f.live
+
+
 def _map_local(rule: Rule, base: Path) -> Act:
-    path = str(Path(rule.path).expanduser() if Path(rule.path).expanduser().is_absolute() else base / rule.path)
+    path = str(base / Path(rule.path).expanduser())  # an absolute path stays as it is
     spec: maplocal.MapLocalSpec = _parsed(maplocal.parse_map_local_spec, rule.url, path)  # type: ignore[assignment]
 
     def act(f: http.HTTPFlow) -> str | None:
-        if f.response or f.error or not f.live:
+        if not _answerable(f):
             return None
         url = f.request.pretty_url
         if not re.search(spec.regex, url):
@@ -100,6 +105,7 @@ def _modify_headers(rule: Rule) -> Act:
     run = addon.requestheaders if rule.message == "request" else addon.responseheaders
 
     def act(f: http.HTTPFlow) -> str | None:
+        # A request's headers once the flow has a response (a rule answered it) are past changing.
         if f.error or not f.live or (rule.message == "request") == bool(f.response):
             return None
         run(f)
@@ -133,7 +139,7 @@ def _block(rule: Rule) -> Act:
     done = "connection closed" if rule.status == DROP else f"blocked with {rule.status}"
 
     def act(f: http.HTTPFlow) -> str | None:
-        if f.response or f.error or not f.live:
+        if not _answerable(f):
             return None
         addon.request(f)
         return done
@@ -149,7 +155,7 @@ def _respond(rule: Rule, base: Path) -> Act:
     inline = rule.body.encode()
 
     def act(f: http.HTTPFlow) -> str | None:
-        if f.response or f.error or not f.live:
+        if not _answerable(f):
             return None
         try:
             body = body_file.read_bytes() if body_file is not None else inline

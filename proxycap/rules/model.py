@@ -96,10 +96,8 @@ def _check_types(table: dict[str, Any]) -> None:
             raise RuleError(f"{key} must be {_WORDS[want]}")
 
 
-def from_table(table: Any) -> Rule:
+def from_table(table: dict[str, Any]) -> Rule:
     """A ``[[rule]]`` table → a Rule, its fields checked (not yet compiled); RuleError if it is not one."""
-    if not isinstance(table, dict):
-        raise RuleError("a rule must be a table")
     action = table.get("action")
     if action not in ACTIONS:
         raise RuleError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
@@ -181,7 +179,7 @@ def load(path: Path) -> tuple[list[Entry], str | None]:
     if unknown := [k for k in data if k != "rule"]:
         return [], f"{path}: unknown top-level key {unknown[0]!r} (rules are [[rule]] tables)"
     tables = data.get("rule", [])
-    if not isinstance(tables, list):
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         return [], f"{path}: rule must be an array of tables ([[rule]])"
     entries = []
     for table in tables:
@@ -190,7 +188,7 @@ def load(path: Path) -> tuple[list[Entry], str | None]:
             check(rule)
             entries.append(Entry(table, rule))
         except RuleError as e:
-            entries.append(Entry(table if isinstance(table, dict) else {"broken": repr(table)}, None, str(e)))
+            entries.append(Entry(table, None, str(e)))
     return entries, None
 
 
