@@ -12,7 +12,7 @@ from mitmproxy import http
 # Metadata keys proxycap writes on flows.
 META_REPLAY_OF = "proxycap.replay_of"
 META_STREAMED = "proxycap.streamed"  # {"request": n|None, "response": n|None}: bodies not captured
-META_MODIFIED = "proxycap.modified"  # ["rule 2 (name): what it did", "breakpoint: …"]: what changed it in flight
+META_MODIFIED = "proxycap.modified"  # ["rule 'name': what it did", "breakpoint: …"]: what changed it in flight
 
 # Columns of a summary, in the order the store and ``proxycap flows --json`` use.
 FIELDS: tuple[str, ...] = (
