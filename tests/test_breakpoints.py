@@ -197,3 +197,20 @@ def test_breakpoints_from_the_command_line(proxy_with: Callable[..., Proxy], ori
     wait_for(lambda: {s.phase for s in bp.stopped()} == {"request", "response"})
     bp.resume_all()
     assert all(a.result(30).startswith("HTTP/1.1 200") for a in answers)
+
+
+def test_http2_a_stopped_stream_holds_up_no_other_on_its_connection(
+    proxy: Proxy, tls_origin: OriginServer, pool: Any
+) -> None:
+    bp = proxy.session.engine.breakpoints
+    bp.add("~u /echo", request=False, response=True)
+    with proxy.client(http2=True) as c:
+        c.get(f"{tls_origin.url}/json")  # one connection, then multiplexed
+        held = pool.submit(c.get, f"{tls_origin.url}/echo")
+        stopped = stopped_one(bp)
+        r = c.get(f"{tls_origin.url}/json")
+        assert r.http_version == "HTTP/2" and r.json() == JSON_DOC and not held.done()
+        bp.abort(stopped.flow_id)
+        assert held.result(30).status_code == 503
+    rows = proxy.wait_flows(3)
+    assert {r["http_version"] for r in rows} == {"HTTP/2.0"}
