@@ -145,6 +145,12 @@ class Recorder:
             f.error = flow.Error(f"CONNECT to {f.request.host}:{f.request.port} failed: {detail}")
         return self._publish("error", f)
 
+    def proxycap_interception(self, f: http.HTTPFlow) -> None:
+        """Stopped at a breakpoint, or resumed: published as it is now, so the store shows it stopped, then as it was
+        sent on (a response stopped after this addon published it would otherwise stay stored as stopped)."""
+        kind = "error" if f.error else "response" if f.response else "request"
+        self._publish(kind, f, with_state=kind != "request")
+
     # --- WebSocket ------------------------------------------------------------------------------
 
     def websocket_start(self, f: http.HTTPFlow) -> Awaitable[None] | None:

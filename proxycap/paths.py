@@ -1,5 +1,5 @@
-"""Default locations (captures, logs, the filter history: platformdirs' data and state folders), and files only their
-owner can read."""
+"""Default locations (captures, logs, the filter history, the rules: platformdirs' data, state and config folders),
+and files only their owner can read."""
 
 from __future__ import annotations
 
@@ -47,3 +47,7 @@ def private_file(path: Path) -> None:
 
 def readable_by_others(path: Path) -> bool:
     return path.exists() and bool(path.stat().st_mode & 0o077)
+
+
+def default_rules() -> Path:
+    return Path(platformdirs.user_config_dir(APP)) / "rules.toml"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ssl
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,11 @@ class Proxy:
         )
         return httpx.Client(transport=transport, timeout=kw.pop("timeout", 10), **kw)
 
+    def curl(self, url: str, *args: str, source_ip: str = "127.0.0.1", timeout: float = 60) -> str:
+        """curl through the proxy from ``source_ip``: the response's status line, headers and body (``-i``)."""
+        cmd = ["curl", "-sS", "-i", "--interface", source_ip, "-x", self.url, "--cacert", str(self.ca_pem), *args, url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+
     def wait_flows(self, n: int, timeout: float = 15, done: bool = True) -> list[dict[str, Any]]:
         """Poll the store until at least ``n`` flows are there (and finished, if ``done``)."""
         deadline = time.monotonic() + timeout
@@ -133,3 +139,19 @@ def proxy(tmp_path: Path, confdir: Path, pki: TestPKI) -> Iterator[Proxy]:
         yield p
     finally:
         p.session.stop()
+
+
+@pytest.fixture
+def proxy_with(tmp_path: Path, confdir: Path, pki: TestPKI) -> Iterator[Callable[..., Proxy]]:
+    """Starts a proxy with the given ``EngineConfig`` fields (one per test)."""
+    started: list[Proxy] = []
+
+    def start(**config: Any) -> Proxy:
+        started.append(start_proxy(tmp_path, confdir, pki, **config))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for p in started:
+            p.session.stop()

@@ -9,6 +9,7 @@ proxy must get right, plus raw-socket origins that misbehave on purpose
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gzip
 import json
@@ -51,6 +52,11 @@ XML_BODY = b'<?xml version="1.0" encoding="utf-8"?>\n<root><item id="1">one</ite
 FORM_BODY = b"a=1&b=two"
 BYTES_PATTERN = b"0123456789abcdef"
 BYTES_CHUNK_SIZE = 256 * 1024  # multiple of len(BYTES_PATTERN), so every chunk starts in phase
+
+
+# Every HTTP request the origins received, as "METHOD path?query", newest last: a test that must show a request never
+# reached the origin looks for its unique path here.
+SEEN: collections.deque[str] = collections.deque(maxlen=10_000)
 
 
 def pattern_bytes(n: int) -> bytes:
@@ -201,6 +207,7 @@ async def origin_app(scope: Scope, receive: Receive, send: Send) -> None:
     path: str = scope["path"]
     query = scope.get("query_string", b"").decode("latin-1")
     body = await _read_body(receive)
+    SEEN.append(f"{method} {path}?{query}" if query else f"{method} {path}")
     if method == "HEAD":
         send = _strip_body(send)
 

@@ -1,15 +1,21 @@
-"""proxycap's addon manager calls exactly what mitmproxy's calls, in the same order, with the same error handling."""
+"""proxycap's addon manager calls exactly what mitmproxy's calls, in the same order, with the same error handling;
+hooks switched off are skipped by both; paced connections deliver what mitmproxy's own writers do."""
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
+from conftest import Proxy
 from mitmproxy import exceptions, hooks, options
 from mitmproxy.master import Master
 from mitmproxy.proxy.layers.http import HttpRequestHook
 from mitmproxy.test import tflow
+from origins import OriginServer, pattern_bytes
 
-from proxycap.internals.mitmproxy import QuickMaster
+from proxycap.internals.mitmproxy import QuickMaster, switch_hooks
+from proxycap.rules.profiles import Profile
 
 
 class Calls:
@@ -91,3 +97,79 @@ async def test_the_quick_manager_follows_addons_added_removed_and_reloaded() -> 
         "reloaded.request", "b.request", "c.request", "reloaded.update", "b.update", "c.update",
     ]  # fmt: skip
     assert await _calls_as_the_chain_changes(QuickMaster) == expected
+
+
+class Switchable:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def request(self, f: Any) -> None:
+        self.log.append("switchable.request")
+
+
+async def _calls_with_a_hook_switched(master_type: type[Master]) -> list[str]:
+    log: list[str] = []
+    m = master_type(options.Options())
+    switchable = Switchable(log)
+    m.addons.add(Calls("a", log), switchable)
+    f = tflow.tflow()
+    for on in (False, True, False):
+        switch_hooks(m, switchable, ("request",), on)
+        await m.addons.handle_lifecycle(HttpRequestHook(f))
+        log.append("--")
+    return log
+
+
+async def test_a_hook_switched_off_is_skipped_by_both_managers() -> None:
+    expected = await _calls_with_a_hook_switched(Master)
+    assert [x for x in expected if x.endswith("request") or x == "--"] == [
+        "a.request", "--", "a.request", "switchable.request", "--", "a.request", "--",
+    ]  # fmt: skip
+    assert await _calls_with_a_hook_switched(QuickMaster) == expected
+
+
+def _fetch(proxy: Proxy, url: str, http2: bool = False) -> tuple[int, bytes, dict[str, str]]:
+    with proxy.client(http2=http2, timeout=60) as c:
+        r = c.get(url)
+        return r.status_code, r.content, dict(r.headers)
+
+
+def _raw_close(proxy: Proxy, origin: OriginServer, path: str) -> bytes:
+    """An HTTP/1.0-style exchange: the proxy closes the connection after the response."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as s:
+        s.sendall(f"GET {origin.url}{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.split(b"\r\n\r\n", 1)[1]
+
+
+def test_paced_writers_deliver_what_stock_writers_do(
+    proxy_with: Any, origin: OriginServer, tls_origin: OriginServer
+) -> None:
+    """Connections written through PacedWriter, unpaced (rate None) and paced, deliver the same bytes as mitmproxy's
+    own writers: bodies streamed and buffered, chunked, compressed, TLS and HTTP/2, and a response the proxy closes
+    the connection after (the close waits for what is still paced)."""
+    stock = proxy_with(max_body="1m")
+    paced = proxy_with(max_body="1m")
+    throttle = paced.session.throttle
+    urls = [
+        (f"{origin.url}/bytes/{5_000_000}", False),
+        (f"{origin.url}/chunked", False),
+        (f"{origin.url}/gzip", False),
+        (f"{tls_origin.url}/json", True),
+        (f"{tls_origin.url}/bytes/300000", True),
+    ]
+    expected = [_fetch(stock, url, h2) for url, h2 in urls]
+    closing = _raw_close(stock, origin, "/bytes/200000")
+    assert closing == pattern_bytes(200_000)
+
+    def without_date(results: list[tuple[int, bytes, dict[str, str]]]) -> list[Any]:
+        return [(s, b, {k: v for k, v in h.items() if k != "date"}) for s, b, h in results]
+
+    for profile in (Profile(latency=1), Profile(down=20_000, up=20_000)):  # unpaced writers, paced ones
+        throttle.set_profile(profile)
+        start = time.monotonic()
+        assert without_date([_fetch(paced, url, h2) for url, h2 in urls]) == without_date(expected)
+        assert _raw_close(paced, origin, "/bytes/200000") == closing
+    assert time.monotonic() - start >= 5_500_000 / 20e6  # they were paced

@@ -50,6 +50,11 @@ class EngineConfig:
     scripts: list[str] = dataclasses.field(default_factory=list)
     allow: list[str] = dataclasses.field(default_factory=list)  # networks allowed besides loopback
     max_body: str = DEFAULT_MAX_BODY  # bodies larger than this are streamed, not captured
+    breaks: list[str] = dataclasses.field(default_factory=list)  # breakpoints on requests (filter expressions)
+    break_responses: list[str] = dataclasses.field(default_factory=list)  # … on responses
+    rules: str = ""  # the rules file; empty: none
+    throttle: str = ""  # a profile for all traffic (a rate in KB/s or a preset); empty: none
+    latency: int = 0  # ms added to each request
 
 
 class _Ready:
@@ -167,6 +172,11 @@ class Engine:
                 confdir=cfg.confdir,
                 stream_large_bodies=cfg.max_body,
                 proxycap_allow=cfg.allow,
+                proxycap_break=cfg.breaks,
+                proxycap_break_response=cfg.break_responses,
+                proxycap_throttle=cfg.throttle,
+                proxycap_latency=cfg.latency,
+                proxycap_rules=cfg.rules,
             )
             if cfg.allow:
                 opts.update(block_global=False)  # proxycap's allow-list is the gate now

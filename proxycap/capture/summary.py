@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -11,6 +12,7 @@ from mitmproxy import http
 # Metadata keys proxycap writes on flows.
 META_REPLAY_OF = "proxycap.replay_of"
 META_STREAMED = "proxycap.streamed"  # {"request": n|None, "response": n|None}: bodies not captured
+META_MODIFIED = "proxycap.modified"  # ["rule 'name': what it did", "breakpoint: …"]: what changed it in flight
 
 # Columns of a summary, in the order the store and ``proxycap flows --json`` use.
 FIELDS: tuple[str, ...] = (
@@ -56,6 +58,20 @@ def count_streamed(flow: http.HTTPFlow, which: str, size: int) -> None:
     """Add ``size`` bytes to what ``flow``'s request or response streamed past the proxy (not captured)."""
     streamed: dict[str, int | None] = flow.metadata.setdefault(META_STREAMED, {})
     streamed[which] = (streamed.get(which) or 0) + size
+
+
+def mark_modified(flow: http.HTTPFlow, what: str) -> None:
+    """Note on the flow what changed it in flight (a rule, a breakpoint), for its summary's ``modified``."""
+    flow.metadata.setdefault(META_MODIFIED, []).append(what)
+
+
+def is_ip(text: str) -> bool:
+    """An IPv4 or IPv6 address (a client's, as the user types it)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def normalize_ip(ip: str) -> str:
@@ -158,8 +174,8 @@ def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
         "state": state,
         "process": None,
         "source": None,
-        "modified": None,
-        "intercepted": False,
+        "modified": "; ".join(modified) if (modified := flow.metadata.get(META_MODIFIED)) else None,
+        "intercepted": flow.intercepted,
     }
 
 
@@ -178,5 +194,6 @@ def summarize_state(state: dict[str, Any]) -> dict[str, Any]:
         metadata=state.get("metadata") or {},
         websocket=SimpleNamespace(**ws) if ws else None,
         live=False,  # a stored state is the flow as it was published: ended, or with its end in it
+        intercepted=state.get("intercepted", False),
     )
     return summarize(view)  # type: ignore[arg-type]

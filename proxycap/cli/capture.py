@@ -11,7 +11,7 @@ from pathlib import Path
 
 from proxycap import __version__
 from proxycap.capture.bus import FlowEvent, StoreStatus, Subscription
-from proxycap.cli.common import add_proxy_options, client_ip, engine_config, on_signal, wait_for
+from proxycap.cli.common import add_proxy_options, add_traffic_options, client_ip, engine_config, on_signal, wait_for
 from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.runtime import gcsettle
 
@@ -31,12 +31,14 @@ TEXTUAL_ENV = {
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     tui = sub.add_parser("tui", help="run the proxy with the live traffic inspector")
     add_proxy_options(tui)
+    add_traffic_options(tui, breakpoints=True)
     tui.add_argument("--client", metavar="IP", help="start focused on this client IP")
     tui.add_argument("--open", type=Path, metavar="STORE", help="browse an earlier capture read-only (no proxy)")
     tui.set_defaults(run=cmd_tui)
 
     rec = sub.add_parser("record", help="run a headless recording proxy")
     add_proxy_options(rec)
+    add_traffic_options(rec)
     rec.add_argument("-q", "--quiet", action="store_true", help="don't print a line per flow")
     rec.set_defaults(run=cmd_record)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import signal
 import threading
 from pathlib import Path
@@ -11,7 +10,9 @@ from pathlib import Path
 from mitmproxy.utils import human
 
 from proxycap.capture.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig
-from proxycap.paths import default_log_file, default_store
+from proxycap.capture.summary import is_ip
+from proxycap.paths import default_log_file, default_rules, default_store
+from proxycap.rules import profiles
 
 
 class UserError(Exception):
@@ -66,13 +67,40 @@ def add_proxy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-file", type=Path, default=None, help=f"log file (default: {default_log_file()})")
 
 
+def add_traffic_options(p: argparse.ArgumentParser, breakpoints: bool = False) -> None:
+    """Rules and throttling (``tui`` and ``record``), breakpoints (``tui``, where they can be resumed)."""
+    g = p.add_argument_group("changing traffic")
+    if breakpoints:
+        g.add_argument(
+            "--break",
+            dest="breaks",
+            action="append",
+            default=[],
+            metavar="EXPR",
+            help="stop requests matching this filter expression before they go upstream; repeatable",
+        )
+        g.add_argument(
+            "--break-response",
+            dest="break_responses",
+            action="append",
+            default=[],
+            metavar="EXPR",
+            help="stop responses matching this filter expression before they reach the client; repeatable",
+        )
+    g.add_argument("--rules", type=Path, default=None, metavar="FILE", help=f"rules file (default {default_rules()})")
+    g.add_argument(
+        "--throttle",
+        default="",
+        metavar="KBPS",
+        help='throttle all traffic: KB/s, DOWN/UP in KB/s, or a preset ("3G", "slow 3G", "offline")',
+    )
+    g.add_argument("--latency", type=int, default=0, metavar="MS", help="add this many ms to each request")
+
+
 def client_ip(text: str | None) -> str | None:
     """``--client``, checked: a typo would otherwise show an empty list and no reason."""
-    if text is not None:
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            raise UserError(f"--client {text}: not an IP address (such as 192.168.1.20)") from None
+    if text is not None and not is_ip(text):
+        raise UserError(f"--client {text}: not an IP address (such as 192.168.1.20)")
     return text
 
 
@@ -85,7 +113,22 @@ def checked_size(option: str, text: str) -> str:
     return text
 
 
+def checked_throttle(args: argparse.Namespace) -> tuple[str, int]:
+    """``--throttle`` and ``--latency``, checked here so that a typo ends the command with the reason."""
+    throttle, latency = getattr(args, "throttle", ""), getattr(args, "latency", 0)
+    if throttle:
+        try:
+            profiles.parse(throttle)
+        except ValueError as e:
+            raise UserError(f"--throttle: {e}") from None
+    if latency < 0:
+        raise UserError(f"--latency {latency}: must not be negative")
+    return throttle, latency
+
+
 def engine_config(args: argparse.Namespace) -> EngineConfig:
+    throttle, latency = checked_throttle(args)
+    rules = getattr(args, "rules", None) or default_rules()
     return EngineConfig(
         listen_host=args.listen_host,
         listen_port=args.listen_port,
@@ -95,6 +138,11 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         scripts=args.scripts,
         allow=args.allow,
         max_body=checked_size("--max-body", args.max_body),
+        breaks=getattr(args, "breaks", []),
+        break_responses=getattr(args, "break_responses", []),
+        rules=str(rules),
+        throttle=throttle,
+        latency=latency,
     )
 
 

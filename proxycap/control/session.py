@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 
 from proxycap.addons.access import Access
+from proxycap.addons.breakpoints import Breakpoints
 from proxycap.addons.recorder import STOPPED, Recorder
+from proxycap.addons.rules import Rules
+from proxycap.addons.throttle import Throttle
 from proxycap.capture.bus import Bus
 from proxycap.capture.engine import Engine, EngineConfig, EngineError
 from proxycap.capture.logs import setup_logging
@@ -36,7 +39,12 @@ class CaptureSession:
         self.log_file = log_file
         self.recorder = Recorder(self.bus)
         self.access = Access()
-        self.engine = Engine(config, [self.recorder, self.access])
+        self.rules = Rules()
+        self.throttle = Throttle()
+        self.breakpoints = Breakpoints()
+        # In this order: a refused client goes no further; what rules, throttling and breakpoints change in a hook is
+        # recorded by the recorder's handler for that hook.
+        self.engine = Engine(config, [self.access, self.rules, self.throttle, self.breakpoints, self.recorder])
         self.writer: StoreWriter | None = None
         self.control: LocalControl | None = None
         self.warnings: list[str] = []  # said once at start, for the terminal or the UI

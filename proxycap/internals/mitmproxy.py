@@ -6,6 +6,9 @@ shows that each behaves as mitmproxy's own code does.
 - ``listen_failure``, ``stop_listening`` and ``close_client_connections``: the proxy server's listeners and
   connections.
 - ``count_streamed_bodies``: the bytes of every body mitmproxy streams rather than keeps.
+- ``switch_hooks``: an addon's hook handlers turned off and on, so an idle feature costs the proxy nothing.
+- ``PacedWriter`` and ``pace_connection``: a connection's writes paced to a rate (throttling), in place of the
+  ``asyncio.StreamWriter`` mitmproxy's connection handler writes to.
 
 The addon manager. For every hook, and again for the ``update`` hook after every flow hook, mitmproxy's
 ``trigger_event`` walks the whole addon chain (30-odd default addons) and, for each one, enters a context manager,
@@ -19,6 +22,7 @@ mitmproxy's own path. Which addons those are is worked out once per hook, and ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -35,6 +39,10 @@ class QuickAddonManager(addonmanager.AddonManager):
         # Per hook: (the chain list it was computed from, its length then, the addons). mitmproxy appends to the
         # chain or replaces the list, never edits it in place otherwise, so list and length say it is current.
         self._cache: dict[str, tuple[list[Any], int, list[Any]]] = {}
+
+    def refresh(self) -> None:
+        """Work the handlers out again: an addon switched its hooks (``switch_hooks``)."""
+        self._cache.clear()
 
     def _handlers(self, event: hooks.Hook) -> list[Any]:
         """The chain's addons that mitmproxy's own walk could find a handler in: one with an attribute named after
@@ -179,3 +187,144 @@ def count_streamed_bodies(count: StreamCounter) -> None:
 
         setattr(HttpStream, starts, start)
         setattr(HttpStream, streams, stream)
+
+
+# --- hooks switched off while a feature is idle -------------------------------------------------
+
+
+def switch_hooks(master: Master, addon: object, names: tuple[str, ...], on: bool) -> None:
+    """Turn ``addon``'s handlers for the hooks ``names`` on or off. Call on the proxy's loop.
+
+    mitmproxy calls each addon with a handler once per hook (a context manager, a coroutine, a generator: microseconds
+    each, several hooks per request) even if the handler returns at once. Off, an instance attribute of None shadows
+    the method: mitmproxy's own manager skips it (its ``getattr`` finds nothing callable) and proxycap's leaves the
+    addon out of the hook's list once told to look again.
+    """
+    for name in names:
+        if on:
+            vars(addon).pop(name, None)
+        else:
+            setattr(addon, name, None)
+    if isinstance(master.addons, QuickAddonManager):
+        master.addons.refresh()
+
+
+# --- a connection's writes paced to a rate ------------------------------------------------------
+
+PACE_TICK = 0.02  # seconds of data written at a time while pacing
+PACE_MIN_CHUNK = 512
+PACE_HIGH_WATER = 64 * 1024  # buffered bytes above which mitmproxy's drain waits (its backpressure)
+
+
+class PacedWriter:
+    """Stands in for a connection's ``asyncio.StreamWriter`` in mitmproxy's connection handler, which writes to it
+    (``write``, ``write_eof``, ``close``, ``is_closing``), waits on it (``drain``) before it reads more from any of the
+    connection's peers, and asks it about the socket (``get_extra_info``).
+
+    While ``rate()`` is None writes go straight through. Otherwise they wait in a buffer that a task on the loop
+    writes out ``rate()`` bytes a second, a tick's worth at a time, without blocking the loop; ``drain`` waits while
+    the buffer is full, so mitmproxy reads from the other side only as fast as this side is paced (as it does for a
+    slow client). A close or half-close waits for the buffer to go out. ``active()`` is called as bytes go out, for
+    mitmproxy's idle timeout: a long paced transfer is not idle.
+    """
+
+    def __init__(self, writer: Any, rate: Callable[[], float | None], active: Callable[[], None]) -> None:
+        self.writer = writer
+        self.rate = rate
+        self._active = active
+        self._buffer = bytearray()
+        self._pump: asyncio.Task[None] | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+        self._close = False
+        self._eof = False
+
+    def write(self, data: bytes) -> None:
+        if self._pump is None and self.rate() is None:
+            self.writer.write(data)
+            return
+        self._buffer += data
+        if len(self._buffer) > PACE_HIGH_WATER:
+            self._room.clear()
+        if self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(self._run())
+
+    async def drain(self) -> None:
+        if self._pump is None:
+            await self.writer.drain()
+        else:
+            await self._room.wait()
+
+    def is_closing(self) -> bool:
+        return self._close or self.writer.is_closing()
+
+    def close(self) -> None:
+        self._close = True
+        if self._pump is None:
+            self.writer.close()
+
+    def write_eof(self) -> None:
+        if self._pump is None:
+            self.writer.write_eof()
+        else:
+            self._eof = True
+
+    def can_write_eof(self) -> bool:
+        return self.writer.can_write_eof()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.writer.get_extra_info(name, default)
+
+    async def wait_closed(self) -> None:
+        await self.writer.wait_closed()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        start, sent, paced_at = loop.time(), 0, self.rate()
+        try:
+            while self._buffer and not self.writer.is_closing():
+                rate = self.rate()
+                if rate is None:  # no longer paced: the rest at once
+                    self.writer.write(bytes(self._buffer))
+                    self._buffer.clear()
+                    break
+                if rate != paced_at:  # a new rate counts from now
+                    start, sent, paced_at = loop.time(), 0, rate
+                n = max(PACE_MIN_CHUNK, int(rate * PACE_TICK))
+                self.writer.write(bytes(self._buffer[:n]))
+                del self._buffer[:n]
+                sent += n
+                self._active()
+                if len(self._buffer) <= PACE_HIGH_WATER // 4:
+                    self._room.set()
+                await self.writer.drain()
+                if (delay := start + sent / rate - loop.time()) > 0:
+                    await asyncio.sleep(delay)
+        except (OSError, RuntimeError):  # the peer is gone: what is left cannot be delivered
+            pass
+        finally:
+            self._buffer.clear()
+            self._room.set()
+            self._pump = None
+            if self._close:
+                self.writer.close()
+            elif self._eof and not self.writer.is_closing():
+                with contextlib.suppress(OSError, RuntimeError):
+                    self.writer.write_eof()
+
+
+def pace_connection(master: Master, client_id: str, rates: Callable[[bool], float | None]) -> bool:
+    """Pace the writes of a client's connection (``rates(False)``: bytes a second towards the client) and of its open
+    server connections (``rates(True)``: towards the servers). Idempotent: call it again for a server connection
+    opened since. Call on the proxy's loop; False if the client's connection is gone."""
+    ps = master.addons.get("proxyserver")
+    handler = ps.connections.get(client_id) if ps is not None else None
+    if handler is None:
+        return False
+    for conn, io in handler.transports.items():
+        # TCP only: a UDP transport (QUIC, DNS) writes datagrams, which must not be cut into a tick's worth.
+        if io.writer is not None and conn.transport_protocol == "tcp" and not isinstance(io.writer, PacedWriter):
+            upload = conn is not handler.client
+            active = handler.timeout_watchdog.register_activity
+            io.writer = PacedWriter(io.writer, functools.partial(rates, upload), active)
+    return True
