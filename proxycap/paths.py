@@ -1,4 +1,5 @@
-"""Default locations: captures, logs and the filter history in the user's data/state directories (platformdirs)."""
+"""Default locations: captures, exports, logs and the filter history in the user's data/state directories
+(platformdirs)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,8 @@ def default_log_file() -> Path:
 
 def filter_history() -> Path:
     return Path(platformdirs.user_state_dir(APP)) / "filter-history"
+
+
+def exports_dir() -> Path:
+    """Where copies too big for the clipboard, and the bodies a copied command reads, are written."""
+    return Path(platformdirs.user_data_dir(APP)) / "exports"

@@ -1,0 +1,97 @@
+"""What the formats share about messages: bodies as text or bytes, and flows built from what a file says."""
+
+from __future__ import annotations
+
+import codecs
+import time
+from typing import Any
+
+from mitmproxy import connection, http
+from mitmproxy.net import encoding
+from mitmproxy.net.http.headers import parse_content_type
+
+from proxycap.capture.summary import META_STREAMED
+
+_CONTROL = frozenset(range(32)) - {9, 10, 13}
+
+
+def charset(content_type: str) -> str:
+    """The declared charset if Python knows it, else UTF-8 (what JSON and most text on the web is)."""
+    parsed = parse_content_type(content_type) if content_type else None
+    name = parsed[2].get("charset", "") if parsed else ""
+    try:
+        return codecs.lookup(name).name if name else "utf-8"
+    except LookupError:
+        return "utf-8"
+
+
+def body_text(data: bytes, content_type: str) -> str | None:
+    """``data`` as text in its charset, if it is text and encodes back to exactly the same bytes; else None
+    (it then travels as base64, or as a file beside a command)."""
+    if any(b in _CONTROL for b in data[:4096]):
+        return None
+    cs = charset(content_type)
+    try:
+        text = data.decode(cs)
+    except UnicodeDecodeError:
+        return None
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text) or text.encode(cs) != data:
+        return None
+    return text
+
+
+def text_bytes(text: str, content_type: str) -> bytes:
+    """``body_text`` undone: text in its declared charset (UTF-8 where a character does not fit)."""
+    try:
+        return text.encode(charset(content_type))
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+
+
+def decoded(message: http.Message) -> tuple[bytes | None, bool]:
+    """The body with its Content-Encoding undone, and whether it was (False: the raw bytes, which could not be
+    decoded). None if the body was not captured."""
+    if message.raw_content is None:
+        return None, False
+    try:
+        return message.get_content(strict=True), True
+    except ValueError:
+        return message.raw_content, False
+
+
+def encode_as_sent(headers: http.Headers, content: bytes) -> bytes:
+    """A decoded body encoded again as its Content-Encoding says (as it was transferred), or as it is if that
+    encoding is unknown."""
+    ce = headers.get("content-encoding", "").strip()
+    if not ce or ce == "identity":
+        return content
+    try:
+        return encoding.encode(content, ce)
+    except ValueError:
+        return content
+
+
+def new_flow(
+    request: http.Request,
+    *,
+    client: tuple[str, int] | None = None,
+    server: tuple[str, int] | None = None,
+    client_start: float | None = None,
+) -> http.HTTPFlow:
+    """A flow around a request that was not captured here (read from a file, or written in the composer): its
+    connections say only what is known. A client address is required by mitmproxy; unknown, it is empty."""
+    client_conn = connection.Client(
+        peername=client or ("", 0),
+        sockname=("", 0),
+        timestamp_start=client_start if client_start is not None else request.timestamp_start or time.time(),
+    )
+    server_conn = connection.Server(address=server, peername=server)
+    flow = http.HTTPFlow(client_conn, server_conn)
+    flow.request = request
+    return flow
+
+
+def not_captured(flow: http.HTTPFlow, which: str, size: int | None) -> None:
+    """Mark a body the file does not hold, as a capture marks a streamed one (the UI then says so)."""
+    streamed: dict[str, Any] = flow.metadata.setdefault(META_STREAMED, {})
+    streamed[which] = size
