@@ -11,6 +11,7 @@ import dataclasses
 import json
 import shlex
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from mitmproxy import http
 from mitmproxy.addons import export
@@ -201,3 +202,28 @@ def _raw_part(flow: http.HTTPFlow, which: str, files: _Files, notes: list[str]) 
     path = files.write(f"{which}.http", data)
     notes.append(f"the {which}'s binary body is left out: the whole {which} is in {path}")
     return head_text + f"[{len(body):,} bytes of binary body]"
+
+
+class CurlScriptWriter:
+    """Many flows as a shell script of curl commands, one per flow under a comment naming it; bodies that are not
+    text are written to a folder beside the script (``SCRIPT.bodies/``)."""
+
+    needs_flow = True
+
+    def __init__(self, fo: BinaryIO, path: Path) -> None:
+        self.fo = fo
+        self.bodies = path.with_name(path.name + ".bodies")
+        self.count = 0
+        fo.write(b"#!/bin/sh\n# written by proxycap: one curl command per flow\n")
+
+    def add(self, flow: http.HTTPFlow, row: dict[str, Any] | None = None) -> None:
+        self.count += 1
+        copied = copy_flow(flow, "curl", self.bodies)
+        lines = [f"\n# {self.count}: {flow.request.method} {flow.request.pretty_url}"]
+        if copied.note:
+            lines.append(f"# {copied.note}")
+        lines.append(copied.text)
+        self.fo.write("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
+
+    def close(self) -> None:
+        pass

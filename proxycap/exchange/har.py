@@ -71,7 +71,7 @@ class HarWriter:
         timings = self._timings(flow)
         entry: dict[str, Any] = {
             "startedDateTime": _iso(req.timestamp_start),
-            "time": round(sum(v for v in timings.values() if v > 0), 3),
+            "time": round(sum(v for k, v in timings.items() if v > 0 and k != "ssl"), 3),  # ssl is within connect
             "request": {
                 "method": req.method,
                 "url": req.pretty_url,
@@ -335,7 +335,10 @@ def _version(text: str) -> str:
 
 def _headers(message: dict[str, Any], where: str) -> http.Headers:
     fields = []
-    for h in _get(message, "headers", list, []):
+    headers = message.get("headers") or []
+    if not isinstance(headers, list):
+        raise _EntryError(f"{where}.headers is not a list")
+    for h in headers:
         if isinstance(h, dict):
             name, value = h.get("name"), h.get("value", "")
         elif isinstance(h, list | tuple) and len(h) == 2:  # [name, value], as some tools write them
@@ -375,19 +378,19 @@ def _entry_flow(entry: Any, ids: dict[str, str]) -> http.HTTPFlow:
         raise _EntryError("not an object")
     started = _parse_time(_get(entry, "startedDateTime", str))
     req_json = _get(entry, "request", dict)
-    method = _get(req_json, "method", str)
-    target = _get(req_json, "url", str)
+    method = _get(entry, "request.method", str)
+    target = _get(entry, "request.url", str)
     req_headers = _headers(req_json, "request")
-    version = _version(_get(req_json, "httpVersion", str, ""))
+    version = _version(_get(entry, "request.httpVersion", str, ""))
     if not target.isascii():  # browsers write some URLs with their characters, not percent-encoded
         target = urllib.parse.quote(target, safe="!#$%&'()*+,-./:;=?@[]~_|^`{}")
     try:
         scheme, host, port, path = url.parse(target)
     except ValueError as e:
         raise _EntryError(f"request.url {target!r:.80} is not a URL ({e})") from None
-    post = _get(req_json, "postData", dict, None)
+    post = _get(entry, "request.postData", dict, None)
     req_body, req_missing = _body(post, req_headers, "request.postData")
-    if post is None and _get(req_json, "bodySize", int, 0) > 0:
+    if post is None and _get(entry, "request.bodySize", int, 0) > 0:
         req_body, req_missing = None, req_json["bodySize"]
 
     timings = _get(entry, "timings", dict, {})
@@ -430,15 +433,16 @@ def _entry_flow(entry: Any, ids: dict[str, str]) -> http.HTTPFlow:
             server.timestamp_tls_setup = server.timestamp_tcp_setup + ssl / 1000
 
     resp_json = _get(entry, "response", dict)
-    status = _get(resp_json, "status", int)
+    status = _get(entry, "response.status", int)
     end = started + total / 1000
     error = resp_json.get("_error") or entry.get("_error")
     if status > 0:
         resp_headers = _headers(resp_json, "response")
-        content = _get(resp_json, "content", dict, None)
+        content = _get(entry, "response.content", dict, None)
         resp_body, resp_missing = _body(content, resp_headers, "response.content")
-        resp_version = _version(_get(resp_json, "httpVersion", str, "")) if resp_json.get("httpVersion") else version
-        reason = _get(resp_json, "statusText", str, "")
+        stated = _get(entry, "response.httpVersion", str, "")
+        resp_version = _version(stated) if stated else version
+        reason = _get(entry, "response.statusText", str, "")
         if not resp_version.startswith("HTTP/1"):
             reason = ""  # HTTP/2 has no reason phrase (mitmproxy keeps it empty)
         elif not reason:
