@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import ijson
+from mitmproxy import connection, http, websocket
 from mitmproxy import flow as mflow
-from mitmproxy import http, websocket
 from mitmproxy.addons.savehar import SaveHar
 from mitmproxy.net.http import status_codes, url
 from mitmproxy.net.http.http1 import assemble
@@ -36,7 +36,16 @@ from wsproto.frame_protocol import Opcode
 from proxycap import __version__
 from proxycap.capture.summary import META_REPLAY_OF, META_STREAMED, peer
 from proxycap.exchange import ExchangeError
-from proxycap.exchange.messages import body_text, decoded, encode_as_sent, new_flow, not_captured, text_bytes
+from proxycap.exchange.messages import (
+    body_text,
+    client_connection,
+    decoded,
+    encode_as_sent,
+    new_flow,
+    not_captured,
+    server_connection,
+    text_bytes,
+)
 
 _SEEN_CONNECTIONS = 10_000  # server connections remembered, to give the connect time to the first flow on each
 _savehar = SaveHar()  # its cookie and name/value list formatting, which need no state
@@ -256,11 +265,12 @@ def read_har(fo: BinaryIO, name: str) -> Iterator[http.HTTPFlow]:
         fo.seek(0)
     start = fo.tell()
     ids: dict[str, str] = {}  # the file's flow ids → the new ones (imports get fresh ids; replays keep their link)
+    conns = _Connections()
     n = 0
     try:
         for n, entry in enumerate(ijson.items(fo, "log.entries.item", use_float=True), 1):
             try:
-                yield _entry_flow(entry, ids)
+                yield _entry_flow(entry, ids, conns)
             except (_EntryError, KeyError, TypeError, ValueError, AttributeError) as e:
                 raise ExchangeError(f"{name}: entry {n}: {_why(e)}") from None
     except ijson.JSONError as e:
@@ -373,7 +383,43 @@ def _body(body: dict[str, Any] | None, headers: http.Headers, where: str) -> tup
     return (data if body.get("_undecoded") else encode_as_sent(headers, data)), None
 
 
-def _entry_flow(entry: Any, ids: dict[str, str]) -> http.HTTPFlow:
+class _Connections:
+    """The connections of a file's flows, shared as the file says they were: one per client address, and per server
+    until an entry says it connected anew (``connect`` >= 0; browsers write -1 for a reused connection). Storing
+    a connection once, not once per flow, is most of what a fast import is. Bounded: the most recent are kept."""
+
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        self._clients: OrderedDict[Any, connection.Client] = OrderedDict()
+        self._servers: OrderedDict[Any, connection.Server] = OrderedDict()
+
+    def client(self, address: tuple[str, int] | None, start: float) -> connection.Client:
+        conn = self._clients.get(address)
+        if conn is None:
+            conn = self._clients[address] = client_connection(address, start)
+            self._trim(self._clients)
+        return conn
+
+    def server(self, ip: str, port: int, connect: float, ssl: float, request: http.Request) -> connection.Server:
+        key = (ip, port, request.host)
+        conn = self._servers.get(key)
+        if conn is None or connect >= 0:
+            conn = self._servers[key] = server_connection((ip, port) if ip else None)
+            self._trim(self._servers)
+            if connect >= 0 and ip:
+                conn.timestamp_start = request.timestamp_end
+                conn.timestamp_tcp_setup = conn.timestamp_start + max(connect - max(ssl, 0), 0) / 1000
+                if ssl >= 0:
+                    conn.timestamp_tls_setup = conn.timestamp_tcp_setup + ssl / 1000
+        return conn
+
+    def _trim(self, conns: OrderedDict[Any, Any]) -> None:
+        if len(conns) > self.LIMIT:
+            conns.popitem(last=False)
+
+
+def _entry_flow(entry: Any, ids: dict[str, str], conns: _Connections) -> http.HTTPFlow:
     if not isinstance(entry, dict):
         raise _EntryError("not an object")
     started = _parse_time(_get(entry, "startedDateTime", str))
@@ -417,20 +463,11 @@ def _entry_flow(entry: Any, ids: dict[str, str]) -> http.HTTPFlow:
     )
     server_ip = _get(entry, "serverIPAddress", str, "").strip("[]")
     client_ip = _get(entry, "_clientIPAddress", str, "")
-    flow = new_flow(
-        request,
-        client=(client_ip, _get(entry, "_clientPort", int, 0)) if client_ip else None,
-        server=(server_ip, port) if server_ip else None,
-    )
+    client = (client_ip, _get(entry, "_clientPort", int, 0)) if client_ip else None
+    connect, ssl = part.get("connect", -1.0), part.get("ssl", -1.0)
+    flow = new_flow(request, conns.client(client, started), conns.server(server_ip, port, connect, ssl, request))
     if req_missing is not None:
         not_captured(flow, "request", req_missing)
-    connect, ssl = part.get("connect", -1.0), part.get("ssl", -1.0)
-    if connect >= 0 and server_ip:
-        server = flow.server_conn
-        server.timestamp_start = request.timestamp_end
-        server.timestamp_tcp_setup = server.timestamp_start + max(connect - max(ssl, 0), 0) / 1000
-        if ssl >= 0:
-            server.timestamp_tls_setup = server.timestamp_tcp_setup + ssl / 1000
 
     resp_json = _get(entry, "response", dict)
     status = _get(entry, "response.status", int)

@@ -10,17 +10,19 @@ import dataclasses
 import re
 import shutil
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mitmproxy import http
+from mitmproxy import connection, http
 
 from proxycap.capture.summary import summarize
 from proxycap.exchange import ExchangeError
 from proxycap.exchange.har import read_har
 from proxycap.exchange.mitm import read_mitm
 from proxycap.exchange.saz import META_PROCESS, read_saz
+from proxycap.internals.mitmproxy import snapshot
 from proxycap.storage.store import Store
 
 # Format → (what it is called, the suffixes that claim it).
@@ -94,6 +96,7 @@ def import_files(
         result.skipped += 1
 
     def rows() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        conns = _RecentConnections()
         done = 0
         for path in paths:
             source = str(path.resolve())
@@ -104,7 +107,7 @@ def import_files(
                     summary = summarize(flow, state="error" if flow.error else "done")
                     summary["source"] = source
                     summary["process"] = flow.metadata.pop(META_PROCESS, None)
-                    yield summary, flow.get_state()
+                    yield summary, snapshot(flow, conns)
                     n += 1
                     done += 1
                     progress(done)
@@ -112,6 +115,24 @@ def import_files(
 
     store.write(rows())
     return result
+
+
+class _RecentConnections:
+    """``snapshot``'s connection states for an import: flows read from a file share their connections, which never
+    change once read; the states of the most recent are kept."""
+
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        self._states: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def get(self, conn: connection.Connection) -> dict[str, Any]:
+        state = self._states.get(conn.id)
+        if state is None:
+            state = self._states[conn.id] = conn.get_state()
+            if len(self._states) > self.LIMIT:
+                self._states.popitem(last=False)
+        return state
 
 
 @contextlib.contextmanager

@@ -71,22 +71,25 @@ def encode_as_sent(headers: http.Headers, content: bytes) -> bytes:
         return content
 
 
+def client_connection(address: tuple[str, int] | None, start: float) -> connection.Client:
+    """A client connection that was not captured here: mitmproxy requires an address; unknown, it is empty."""
+    return connection.Client(peername=address or ("", 0), sockname=("", 0), timestamp_start=start)
+
+
+def server_connection(address: tuple[str, int] | None) -> connection.Server:
+    return connection.Server(address=address, peername=address)
+
+
 def new_flow(
     request: http.Request,
-    *,
-    client: tuple[str, int] | None = None,
-    server: tuple[str, int] | None = None,
-    client_start: float | None = None,
+    client: connection.Client | None = None,
+    server: connection.Server | None = None,
 ) -> http.HTTPFlow:
-    """A flow around a request that was not captured here (read from a file, or written in the composer): its
-    connections say only what is known. A client address is required by mitmproxy; unknown, it is empty."""
-    client_conn = connection.Client(
-        peername=client or ("", 0),
-        sockname=("", 0),
-        timestamp_start=client_start if client_start is not None else request.timestamp_start or time.time(),
+    """A flow around a request that was not captured here (read from a file, or written in the composer), on the
+    given connections, or on new ones that say nothing."""
+    flow = http.HTTPFlow(
+        client or client_connection(None, request.timestamp_start or time.time()), server or server_connection(None)
     )
-    server_conn = connection.Server(address=server, peername=server)
-    flow = http.HTTPFlow(client_conn, server_conn)
     flow.request = request
     return flow
 

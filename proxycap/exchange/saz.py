@@ -32,7 +32,7 @@ from wsproto.frame_protocol import Opcode
 
 from proxycap.capture.summary import META_REPLAY_OF, META_STREAMED, peer
 from proxycap.exchange import ExchangeError
-from proxycap.exchange.messages import new_flow, not_captured
+from proxycap.exchange.messages import client_connection, new_flow, not_captured, server_connection
 
 META_PROCESS = "proxycap.import.process"  # Fiddler's x-processinfo, for the importer's summary ("name (pid)")
 _CONTENT_TYPES = (
@@ -305,7 +305,11 @@ def _session(archive: zipfile.ZipFile, parts: dict[str, zipfile.ZipInfo], ids: d
     request.timestamp_end = max(timers.get("ClientDoneRequest") or request_start, request_start)
     client = (flags["x-clientip"], _number(flags.get("x-clientport"))) if flags.get("x-clientip") else None
     server = (flags["x-hostip"], request.port) if flags.get("x-hostip") else None
-    flow = new_flow(request, client=client, server=server, client_start=timers.get("ClientConnected"))
+    flow = new_flow(
+        request,
+        client_connection(client, timers.get("ClientConnected") or request_start),
+        server_connection(server),
+    )
     _server_timers(flow, timers)
     if "x-proxycap-request-not-captured" in flags:
         request.raw_content = None
