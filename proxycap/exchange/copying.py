@@ -10,8 +10,9 @@ import base64
 import dataclasses
 import json
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from mitmproxy import http
 from mitmproxy.addons import export
@@ -112,39 +113,51 @@ def _body(flow: http.HTTPFlow) -> tuple[bytes | None, str | None]:
 _NOT_CAPTURED = "its request body was not captured (streamed), so the command sends none"
 
 
-def _curl(flow: http.HTTPFlow, files: _Files) -> tuple[str, str | None]:
-    head = command_head("curl", flow)
+def _command(
+    kind: Literal["curl", "httpie"],
+    flow: http.HTTPFlow,
+    files: _Files,
+    with_text: Callable[[str, str], str],
+    with_file: Callable[[str, Path], str],
+) -> tuple[str, str | None]:
+    """mitmproxy's command with the request body added: as text, or from a file it is written to."""
+    head = command_head(kind, flow)
     content, text = _body(flow)
     if content is None:
         return head, _NOT_CAPTURED
     if not content:
         return head, None
     if text is not None:
-        arg, note = f"--data-raw {shlex.quote(text)}", None
-    else:
-        path = files.write("request.bin", content)
-        arg, note = f"--data-binary {shlex.quote('@' + str(path))}", f"its binary body is in {path}"
+        return with_text(head, text), None
+    path = files.write("request.bin", content)
+    return with_file(head, path), f"its binary body is in {path}"
+
+
+def _curl(flow: http.HTTPFlow, files: _Files) -> tuple[str, str | None]:
     extra = []
     if flow.request.method == "GET":  # a body alone makes curl POST
         extra.append("-X GET")
     if "content-type" not in flow.request.headers:  # else curl adds application/x-www-form-urlencoded
         extra.append("-H 'Content-Type:'")
-    return " ".join([head, *extra, arg]), note
+    return _command(
+        "curl",
+        flow,
+        files,
+        lambda head, text: " ".join([head, *extra, f"--data-raw {shlex.quote(text)}"]),
+        lambda head, path: " ".join([head, *extra, f"--data-binary {shlex.quote(f'@{path}')}"]),
+    )
 
 
 def _httpie(flow: http.HTTPFlow, files: _Files) -> tuple[str, str | None]:
     """HTTPie reads a body from its standard input: the text exactly as it is through ``printf %s`` (a here-string
     would add a line end), a binary body from its file."""
-    head = command_head("httpie", flow)
-    content, text = _body(flow)
-    if content is None:
-        return head, _NOT_CAPTURED
-    if not content:
-        return head, None
-    if text is not None:
-        return f"printf %s {shlex.quote(text)} | {head}", None
-    path = files.write("request.bin", content)
-    return f"{head} < {shlex.quote(str(path))}", f"its binary body is in {path}"
+    return _command(
+        "httpie",
+        flow,
+        files,
+        lambda head, text: f"printf %s {shlex.quote(text)} | {head}",
+        lambda head, path: f"{head} < {shlex.quote(str(path))}",
+    )
 
 
 def _fetch(flow: http.HTTPFlow) -> tuple[str, str | None]:
