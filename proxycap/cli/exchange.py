@@ -93,7 +93,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if __debug__:
         # As the store writer's child does: unless Python runs optimised, mitmproxy type-checks every message it
         # builds, a fifth of an import's time.
-        argv = ["import", *map(str, args.files), *(["--store", str(args.store)] if args.store else [])]
+        argv = ["import", *(["--store", str(args.store)] if args.store else []), "--", *map(str, args.files)]
         os.execv(sys.executable, [sys.executable, "-O", "-m", "proxycap", *argv])
     from proxycap.exchange.importer import FORMATS, import_files
     from proxycap.storage.store import Store

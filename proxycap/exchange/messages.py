@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import re
 import time
 from typing import Any
 
@@ -12,7 +13,8 @@ from mitmproxy.net.http.headers import parse_content_type
 
 from proxycap.capture.summary import META_STREAMED
 
-_CONTROL = frozenset(range(32)) - {9, 10, 13}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # what text does not hold (tabs and line ends it does)
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def charset(content_type: str) -> str:
@@ -28,14 +30,14 @@ def charset(content_type: str) -> str:
 def body_text(data: bytes, content_type: str) -> str | None:
     """``data`` as text in its charset, if it is text and encodes back to exactly the same bytes; else None
     (it then travels as base64, or as a file beside a command)."""
-    if any(b in _CONTROL for b in data[:4096]):
+    if _CONTROL_BYTES.search(data, 0, 4096):
         return None
     cs = charset(content_type)
     try:
         text = data.decode(cs)
     except UnicodeDecodeError:
         return None
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in text) or text.encode(cs) != data:
+    if _CONTROL.search(text) or text.encode(cs) != data:
         return None
     return text
 
