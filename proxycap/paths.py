@@ -1,5 +1,5 @@
-"""Default locations (captures, logs, the filter history, the rules: platformdirs' data, state and config folders),
-and files only their owner can read."""
+"""Default locations (captures, exports, logs, the filter history, the rules: platformdirs' data, state and config
+folders), and files only their owner can read."""
 
 from __future__ import annotations
 
@@ -51,3 +51,8 @@ def readable_by_others(path: Path) -> bool:
 
 def default_rules() -> Path:
     return Path(platformdirs.user_config_dir(APP)) / "rules.toml"
+
+
+def exports_dir() -> Path:
+    """Where copies too big for the clipboard, and the bodies a copied command reads, are written."""
+    return Path(platformdirs.user_data_dir(APP)) / "exports"

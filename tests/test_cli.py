@@ -285,7 +285,7 @@ def test_output_cut_short_by_a_pipe_is_fine(tmp_path: Path) -> None:
     assert p.stdout.startswith("CA certificate: ") and p.stderr == ""
 
 
-@pytest.mark.parametrize("args", [[], ["record"], ["tui"], ["flows"], ["ca"], ["ca", "export"]])
+@pytest.mark.parametrize("args", [[], ["record"], ["tui"], ["flows"], ["export"], ["import"], ["ca"], ["ca", "export"]])
 def test_help_everywhere(args: list[str]) -> None:
     p = run(*args, "--help")
     assert "usage: proxycap" in p.stdout

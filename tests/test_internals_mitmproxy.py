@@ -173,3 +173,68 @@ def test_paced_writers_deliver_what_stock_writers_do(
         assert without_date([_fetch(paced, url, h2) for url, h2 in urls]) == without_date(expected)
         assert _raw_close(paced, origin, "/bytes/200000") == closing
     assert time.monotonic() - start >= 5_500_000 / 20e6  # they were paced
+
+
+# --- mitmproxy's curl and HTTPie exports without a Master ---------------------------------------------------------
+
+
+def _with_body(content: bytes) -> Any:
+    f = tflow.tflow()
+    f.request.method = "POST"
+    f.request.headers["content-type"] = "text/plain"
+    f.request.content = content
+    return f
+
+
+def test_command_head_is_mitmproxys_command_less_its_body() -> None:
+    """Without a Master (``ctx.options`` unset), for a body mitmproxy quotes as it is: its own command, whose body
+    argument is what command_head leaves for the caller to add."""
+    from mitmproxy import ctx
+    from mitmproxy.addons import export
+
+    from proxycap.internals.mitmproxy import command_head
+
+    saved = getattr(ctx, "options", None)
+    if saved is not None:
+        del ctx.options
+    try:
+        for kind, make, arg in (
+            ("curl", export.curl_command, " -d plain"),
+            ("httpie", export.httpie_command, " <<< plain"),
+        ):
+            f = _with_body(b"plain")
+            ctx.options = options.Options()  # mitmproxy's own call needs the option registered...
+            ctx.options.add_option("export_preserve_original_ip", bool, False, "")
+            expected = make(f)
+            del ctx.options  # ...command_head does not
+            assert command_head(kind, f) + arg == expected
+            empty = _with_body(b"")
+            ctx.options = options.Options()
+            ctx.options.add_option("export_preserve_original_ip", bool, False, "")
+            expected = make(empty)
+            del ctx.options
+            assert command_head(kind, empty) == expected
+            assert not hasattr(ctx, "options")  # left as it was
+    finally:
+        if saved is not None:
+            ctx.options = saved
+
+
+def test_command_head_uses_a_running_masters_option() -> None:
+    from mitmproxy import ctx
+
+    from proxycap.internals.mitmproxy import command_head
+
+    saved = getattr(ctx, "options", None)
+    try:
+        ctx.options = options.Options()
+        ctx.options.add_option("export_preserve_original_ip", bool, True, "")
+        f = tflow.tflow()
+        f.request.host = "example.com"
+        assert "--resolve 'example.com:22:[192.168.0.1]'" in command_head("curl", f)
+        assert ctx.options.export_preserve_original_ip is True
+    finally:
+        if saved is not None:
+            ctx.options = saved
+        else:
+            del ctx.options

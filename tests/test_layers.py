@@ -10,7 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. `addons` (top-level folder, shipped as proxycap.addons) translate mitmproxy's hooks into capture's
 # events; the control layer wires them into a session.
-LAYERS = ("paths", "runtime", "internals", "capture", "addons", "storage", "query", "control", "tui", "cli")
+LAYERS = (
+    "paths", "runtime", "internals", "capture", "rules", "addons", "storage", "query", "exchange", "control", "tui",
+    "cli",
+)  # fmt: skip
 
 
 def _layer(module: str) -> str | None:

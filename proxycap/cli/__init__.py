@@ -10,17 +10,19 @@ from collections.abc import Sequence
 from proxycap import __version__
 from proxycap.capture.ca import CAError
 from proxycap.capture.engine import EngineError
-from proxycap.cli import ca, capture, flows
+from proxycap.cli import ca, capture, exchange, flows
 from proxycap.cli.common import UserError
 from proxycap.storage.store import StoreError
 
-COMMANDS = (capture, flows, ca)  # each adds its subcommands, in the order --help lists them
+COMMANDS = (capture, flows, exchange, ca)  # each adds its subcommands, in the order --help lists them
 
 EXAMPLES = """\
 examples:
   proxycap tui                          inspect live traffic (proxy on 127.0.0.1:8080)
   proxycap record -p 9090               headless recording proxy on port 9090
   proxycap flows --client 127.0.0.2 --filter '~d example.com & ~c 500'
+  proxycap export -o capture.har        every stored flow as HAR (or .saz, .mitm, .sh, .jsonl)
+  proxycap import capture.har           a HAR, SAZ or mitmproxy flow file into the store
   proxycap ca                           where the CA is and how to trust it
 """
 

@@ -33,7 +33,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_proxy_options(tui)
     add_traffic_options(tui, breakpoints=True)
     tui.add_argument("--client", metavar="IP", help="start focused on this client IP")
-    tui.add_argument("--open", type=Path, metavar="STORE", help="browse an earlier capture read-only (no proxy)")
+    tui.add_argument(
+        "--open",
+        type=Path,
+        metavar="FILE",
+        help="browse an earlier capture read-only (no proxy): a store, or a .har, .saz or mitmproxy flow file",
+    )
     tui.set_defaults(run=cmd_tui)
 
     rec = sub.add_parser("record", help="run a headless recording proxy")
@@ -104,9 +109,11 @@ def cmd_tui(args: argparse.Namespace) -> int:
         os.environ.setdefault(name, value)
     client = client_ip(args.client)
     if args.open is not None:
+        from proxycap.exchange.importer import opened_capture
         from proxycap.tui.app import ProxycapApp
 
-        ProxycapApp(args.open, client=client, history_file=filter_history(), settle=gcsettle.settle).run()
+        with opened_capture(args.open) as store_path:  # a HAR, SAZ or flow file: in a temporary store
+            ProxycapApp(store_path, client=client, history_file=filter_history(), settle=gcsettle.settle).run()
         return 0
     from proxycap.control.session import CaptureSession
 

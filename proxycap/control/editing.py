@@ -58,13 +58,14 @@ def request_text(request: http.Request) -> str:
     return _text(request, f"{request.method} {request.url} {request.http_version}", "replay it as captured with R")
 
 
-def edited(request: http.Request, text: str) -> http.Request:
-    """A copy of ``request`` with the edited method, URL, version, headers and body; EditError if unreadable."""
+def edited(request: http.Request | None, text: str) -> http.Request:
+    """A copy of ``request`` with the edited method, URL, version, headers and body; EditError if unreadable.
+    Without a request (the composer), a new one made from the text alone."""
     first, headers, body = _parse(text)
     parts = first.split()
     if len(parts) != 3 or not _METHOD.fullmatch(parts[0]) or not _VERSION.fullmatch(parts[2]):
         raise EditError(f"the first line must be METHOD URL HTTP/VERSION, not {first!r}")
-    new = request.copy()
+    new = request.copy() if request is not None else http.Request.make(parts[0], "http://localhost/")
     new.method, new.http_version = parts[0], parts[2]
     try:
         new.url = parts[1]

@@ -9,6 +9,7 @@ shows that each behaves as mitmproxy's own code does.
 - ``switch_hooks``: an addon's hook handlers turned off and on, so an idle feature costs the proxy nothing.
 - ``PacedWriter`` and ``pace_connection``: a connection's writes paced to a rate (throttling), in place of the
   ``asyncio.StreamWriter`` mitmproxy's connection handler writes to.
+- ``command_head``: mitmproxy's curl and HTTPie exports without a running Master, and without the body.
 
 The addon manager. For every hook, and again for the ``update`` hook after every flow hook, mitmproxy's
 ``trigger_event`` walks the whole addon chain (30-odd default addons) and, for each one, enters a context manager,
@@ -24,10 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable
-from typing import Any, Protocol
+import threading
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any, Literal, Protocol
 
-from mitmproxy import addonmanager, exceptions, hooks, http, options
+from mitmproxy import addonmanager, ctx, exceptions, hooks, http, options
+from mitmproxy.addons import export
 from mitmproxy.master import Master
 
 State = dict[str, Any]
@@ -328,3 +332,49 @@ def pace_connection(master: Master, client_id: str, rates: Callable[[bool], floa
             active = handler.timeout_watchdog.register_activity
             io.writer = PacedWriter(io.writer, functools.partial(rates, upload), active)
     return True
+
+
+# --- mitmproxy's curl and HTTPie exports ------------------------------------------------------
+
+_options_swap = threading.Lock()
+BODY_MARK = "proxycap-body-goes-here"  # a shell word that neither export quotes or escapes
+_BODY_ARG = {"curl": f" -d {BODY_MARK}", "httpie": f" <<< {BODY_MARK}"}
+
+
+@contextlib.contextmanager
+def _export_options() -> Iterator[None]:
+    """``export.curl_command`` reads ``ctx.options.export_preserve_original_ip``: ``ctx.options`` is set by a
+    Master, which ``tui --open`` (and a UI attached to another process) does not run. Without it (or without the
+    export addon's option), its default stands in for the call; a running proxy's own option is used as it is."""
+    current = getattr(ctx, "options", None)
+    if current is not None and "export_preserve_original_ip" in current:
+        yield
+        return
+    with _options_swap:
+        ctx.options = SimpleNamespace(export_preserve_original_ip=False)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            if current is None:
+                del ctx.options
+            else:
+                ctx.options = current
+
+
+def command_head(kind: Literal["curl", "httpie"], flow: http.HTTPFlow) -> str:
+    """mitmproxy's curl or HTTPie command for the flow's request (method, URL, headers, ``--compressed``,
+    ``--resolve``), less the body, which the caller adds: mitmproxy's own body argument corrupts text with control
+    characters (11 writes them as ``\\x0a``, 12 through ``printf``, which also reads ``%`` and backslashes) and
+    refuses binary bodies. The body is swapped for a plain word, whose argument is then cut off."""
+    make = export.curl_command if kind == "curl" else export.httpie_command
+    probe = flow.copy()
+    if probe.request.raw_content:
+        probe.request.decode(strict=False)
+        probe.request.content = BODY_MARK.encode()
+    with _export_options():
+        command = make(probe)
+    if not probe.request.raw_content:
+        return command
+    if not command.endswith(_BODY_ARG[kind]):
+        raise RuntimeError(f"mitmproxy's {kind} export no longer ends with its body argument: {command!r}")
+    return command.removesuffix(_BODY_ARG[kind])
