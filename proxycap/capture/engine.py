@@ -22,6 +22,7 @@ from mitmproxy.addons import default_addons
 
 from proxycap.addons.access import Access
 from proxycap.addons.recorder import Recorder
+from proxycap.addons.setup import SetupServer
 from proxycap.capture.bus import Bus
 from proxycap.capture.ca import CAError, ensure_ca
 from proxycap.internals.mitmproxy import QuickMaster, close_client_connections, listen_failure
@@ -46,6 +47,8 @@ class EngineConfig:
     scripts: list[str] = dataclasses.field(default_factory=list)
     allow: list[str] = dataclasses.field(default_factory=list)  # networks allowed besides loopback
     max_body: str = DEFAULT_MAX_BODY  # bodies larger than this are streamed, not captured
+    proxyauth: str | None = None  # mitmproxy's proxyauth: "user:pass", "any", "@htpasswd"
+    settings: str = ""  # the settings file: clients allowed and remembered (none: nothing is remembered)
 
 
 class _Ready:
@@ -64,6 +67,7 @@ class Engine:
         self.config = config
         self.bus = bus
         self.recorder = Recorder(bus)
+        self.access = Access(bus)  # who may use the proxy; allow/deny at runtime (thread-safe)
         self.master: QuickMaster | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -145,14 +149,22 @@ class Engine:
         master = QuickMaster(opts)
         try:
             master.addons.add(*default_addons())
-            master.addons.add(self.recorder, Access(), _Ready(self))
+            # The setup pages answer before the access check (devices not allowed yet fetch the CA), which
+            # comes before the recorder (refused clients are not recorded).
+            master.addons.add(SetupServer(), self.access, self.recorder, _Ready(self))
             opts.update(
                 listen_host=cfg.listen_host,
                 listen_port=cfg.listen_port,
                 confdir=cfg.confdir,
                 stream_large_bodies=cfg.max_body,
                 proxycap_allow=cfg.allow,
+                proxycap_settings=cfg.settings,
             )
+            if cfg.proxyauth:
+                try:
+                    opts.update(proxyauth=cfg.proxyauth)
+                except exceptions.OptionsError as e:
+                    raise exceptions.OptionsError(f"--proxyauth: {e} (user:pass, any, or @htpasswd-file)") from None
             if cfg.allow:
                 opts.update(block_global=False)  # proxycap's allow-list is the gate now
             opts.update(mode=cfg.modes)

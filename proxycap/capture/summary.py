@@ -11,6 +11,10 @@ from mitmproxy import http
 # Metadata keys proxycap writes on flows.
 META_REPLAY_OF = "proxycap.replay_of"
 META_STREAMED = "proxycap.streamed"  # {"request": n|None, "response": n|None}: bodies not captured
+META_PROCESS = "proxycap.process"  # the local program that opened the client connection, "name (pid)"
+# Answered by proxycap itself, not traffic, so not recorded: "setup" (its setup page and CA) or "refused" (a 403 for a
+# client that is not allowed).
+META_LOCAL = "proxycap.local"
 
 # Columns of a summary, in the order the store and ``proxycap flows --json`` use.
 FIELDS: tuple[str, ...] = (
@@ -137,7 +141,7 @@ def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
         "ws_messages": len(ws.messages) if ws else 0,
         "streamed": ",".join(sorted(streamed)) or None,
         "state": state,
-        "process": None,
+        "process": flow.metadata.get(META_PROCESS),
         "source": None,
         "modified": None,
         "intercepted": False,

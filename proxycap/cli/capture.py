@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from proxycap import __version__
-from proxycap.capture.bus import FlowEvent, Subscription
+from proxycap.capture.bus import ClientRefusedEvent, FlowEvent, Subscription
 from proxycap.cli.common import add_proxy_options, client_ip, engine_config, wait_for_signal
 from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.runtime import gcsettle
@@ -43,11 +43,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from proxycap.control.session import CaptureSession
+    from proxycap.devices.lan import listening_note
     from proxycap.query.fmt import flow_line
     from proxycap.runtime import switching
 
     session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
-    printer = None if args.quiet else session.bus.subscribe("record-printer", limit=100_000, kinds=(FlowEvent,))
+    # Refused clients are printed even with -q (which takes no flows: the proxy then makes no summaries).
+    kinds = (ClientRefusedEvent,) if args.quiet else (FlowEvent, ClientRefusedEvent)
+    printer = session.bus.subscribe("record-printer", limit=100_000, kinds=kinds)
     session.start()
     gcsettle.settle()
     switching.recording()
@@ -57,28 +60,36 @@ def cmd_record(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if note := listening_note(session.engine.listen_addrs, session.engine.access.describe()):
+        print(note, file=sys.stderr, flush=True)
     done = threading.Event()
-    printing = None
-    if printer is not None:
-        printing = threading.Thread(target=_print_flows, args=(printer, flow_line, done), daemon=True)
-        printing.start()
+    line = None if args.quiet else flow_line
+    printing = threading.Thread(target=_print_events, args=(printer, line, done), daemon=True)
+    printing.start()
     try:
         wait_for_signal()
     finally:
         written = session.stop()
         done.set()
-        if printing is not None:
-            printing.join()  # the flows stopped with are printed too
+        printing.join()  # the flows stopped with are printed too
     print(f"stopped; {written} flows written to {session.store_path}", file=sys.stderr)
     return 0
 
 
-def _print_flows(sub: Subscription, line: Callable, done: threading.Event) -> None:
+def _print_events(sub: Subscription, line: Callable | None, done: threading.Event) -> None:
+    """A line per flow on stdout (unless ``line`` is None), a line per newly refused client on stderr."""
     while True:
         stopping = done.wait(0.1)
         for ev in sub.drain():
-            if isinstance(ev, FlowEvent) and ev.kind in ("response", "error"):
+            if line is not None and isinstance(ev, FlowEvent) and ev.kind in ("response", "error"):
                 print(line(ev.summary), flush=False)
+            elif isinstance(ev, ClientRefusedEvent):
+                print(
+                    f"refused client {ev.client_ip} ({ev.request}): not allowed; to let it in, start proxycap with "
+                    f"--allow {ev.client_ip}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         sys.stdout.flush()
         if stopping:
             return

@@ -11,7 +11,7 @@ from pathlib import Path
 from mitmproxy.utils import human
 
 from proxycap.capture.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig
-from proxycap.paths import default_log_file, default_store
+from proxycap.paths import default_log_file, default_store, settings_file
 
 
 class UserError(Exception):
@@ -57,6 +57,11 @@ def add_proxy_options(p: argparse.ArgumentParser) -> None:
         help="also allow clients from this network/address besides loopback (e.g. 192.168.1.0/24, any)",
     )
     g.add_argument(
+        "--proxyauth",
+        metavar="USER:PASS",
+        help="require these proxy credentials (407 without them); also 'any', or @FILE for an htpasswd file",
+    )
+    g.add_argument(
         "--max-body",
         default=DEFAULT_MAX_BODY,
         metavar="SIZE",
@@ -95,6 +100,8 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         scripts=args.scripts,
         allow=args.allow,
         max_body=checked_size("--max-body", args.max_body),
+        proxyauth=args.proxyauth,
+        settings=str(settings_file()),
     )
 
 
