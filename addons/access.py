@@ -1,6 +1,6 @@
 """Access addon: only this machine's programs (127.0.0.1, ::1), the networks the user allowed, and the clients approved
-at runtime may use the proxy. Any other client gets a 403 page that says how to allow it, and is announced once (``ClientRefusedEvent``) so a
-UI can offer to allow it.
+at runtime may use the proxy. Any other client gets a 403 page that says how to allow it, and is announced once
+(``ClientRefusedEvent``) so a UI can offer to allow it.
 
 mitmproxy's ``block_global`` lets any LAN or CGNAT address through; a debugging proxy listening beyond loopback must
 not become an open relay for the whole network by accident.

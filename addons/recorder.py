@@ -124,21 +124,22 @@ class Recorder:
             pending[1].cancel()
         if META_LOCAL in f.metadata:  # proxycap's own answer (setup page, refusal): not traffic
             return None
-        if (process := self._process.get(f.client_conn.id)) is not None:
-            if process is LOOKING_UP:
-                self._held.setdefault(f.client_conn.id, []).append((kind, f, with_state))
-                return None
-            f.metadata[META_PROCESS] = process
-        return self._send(kind, f, with_state)
+        process = self._process.get(f.client_conn.id)
+        if process is LOOKING_UP:
+            self._held.setdefault(f.client_conn.id, []).append((kind, f, with_state))
+        else:
+            if process is not None:
+                f.metadata[META_PROCESS] = process
+            self._send(kind, f, with_state)
+        if with_state and self.bus.backlog() > self._backlog_limit:
+            return self._wait_for_store()  # a held flow waits too: the store is behind whatever the name
+        return None
 
-    def _send(self, kind: Any, f: http.HTTPFlow, with_state: bool) -> Awaitable[None] | None:
+    def _send(self, kind: Any, f: http.HTTPFlow, with_state: bool) -> None:
         state = snapshot(f, self._conns) if with_state else None
         # With only the store writer listening, its child makes the summary from the state (record: +5 % req/s).
         summary = summarize(f) if state is None or self.bus.wants_summaries else None
         self.bus.publish(FlowEvent(kind, f.id, summary, state))
-        if with_state and self.bus.backlog() > self._backlog_limit:
-            return self._wait_for_store()
-        return None
 
     async def _wait_for_store(self) -> None:
         while self.bus.backlog() > self._backlog_limit // 2:
@@ -276,4 +277,3 @@ class Recorder:
             return None
         f.error = flow.Error(message)
         return self._publish("error", f)
-

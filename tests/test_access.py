@@ -127,7 +127,7 @@ def test_runtime_calls_check_the_address() -> None:
 def test_refused_device_gets_a_403_page_and_nothing_is_forwarded(
     gated: Proxy, counted: CountingOrigin, counted_tls: CountingOrigin
 ) -> None:
-    sub = gated.session.bus.subscribe("test", limit=10_000)
+    sub = gated.session.bus.subscribe("test", limit=10_000, kinds=(ClientRefusedEvent,))
     with gated.client(ALLOWED) as c:
         assert c.get(f"{counted.url}/json").status_code == 200
         assert c.get(f"{counted_tls.url}/json").status_code == 200
@@ -163,7 +163,7 @@ def test_refused_device_gets_a_403_page_and_nothing_is_forwarded(
 
 
 def test_allowing_a_device_at_runtime_lets_its_next_request_through(gated: Proxy, counted: CountingOrigin) -> None:
-    sub = gated.session.bus.subscribe("test", limit=10_000)
+    sub = gated.session.bus.subscribe("test", limit=10_000, kinds=(ClientRefusedEvent,))
     access = gated.session.engine.access
     with gated.client(DEVICE) as c:  # one keep-alive connection throughout
         assert c.get(f"{counted.url}/json").status_code == 403
