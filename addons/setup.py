@@ -43,13 +43,13 @@ class SetupServer:
     def __init__(self) -> None:
         self._targets: frozenset[tuple[str, int]] = frozenset()  # (host, port) that mean "this proxy"
         self._ca: tuple[bytes, bytes] | None = None  # PEM (the file as it is), DER
+        self._local: set[str] = set()  # this machine's names and addresses
 
     def running(self) -> None:
         targets: set[tuple[str, int]] = set()
-        names = None
+        self._local = names = _local_names()
         for host, port, *_ in ctx.master.addons.get("proxyserver").listen_addrs():
             if host in WILDCARDS:
-                names = names or _local_names()
                 targets |= {(name, port) for name in names}
             else:
                 targets.add((host, port))
@@ -93,7 +93,7 @@ class SetupServer:
             if path == setup.CA_PEM:
                 return http.Response.make(200, pem, {"Content-Type": "application/x-pem-file", **NO_STORE})
             return http.Response.make(200, der, {"Content-Type": "application/x-x509-ca-cert", **NO_STORE})
-        if path == setup.INFO and is_loopback(client_ip):
+        if path == setup.INFO and (client_ip in self._local or is_loopback(client_ip)):  # for proxycap's commands
             access = ctx.master.addons.get("access")
             info = {
                 "proxycap": __version__,

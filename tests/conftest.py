@@ -117,10 +117,10 @@ class Proxy:
         raise AssertionError(f"expected {n} flows in the store, found {len(rows)}: {rows}")
 
 
-def start_proxy(tmp_path: Path, confdir: Path, pki: TestPKI, **config: Any) -> Proxy:
-    """A capture session on an ephemeral loopback port. Loopback aliases (127.0.0.2, …) play devices: all are
-    allowed unless ``allow`` says otherwise."""
-    sets = [f"ssl_verify_upstream_trusted_ca={pki.ca_pem}", *config.pop("sets", [])]
+def start_proxy(tmp_path: Path, confdir: Path, pki: TestPKI, trusted_ca: str | None = None, **config: Any) -> Proxy:
+    """A capture session on an ephemeral loopback port, trusting the test origins' CA (or ``trusted_ca``) upstream.
+    Loopback aliases (127.0.0.2, …) play devices: all are allowed unless ``allow`` says otherwise."""
+    sets = [f"ssl_verify_upstream_trusted_ca={trusted_ca or pki.ca_pem}", *config.pop("sets", [])]
     config.setdefault("allow", ["127.0.0.0/8"])
     cfg = EngineConfig(listen_port=0, confdir=str(confdir), sets=sets, **config)
     store_path = tmp_path / "captures.db"

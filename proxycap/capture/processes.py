@@ -92,7 +92,7 @@ class ProcessNames:
 
     def _resolve(self, wanted: set[Key]) -> dict[Key, str]:
         pids: dict[Key, int] = {}
-        for pid in reversed(self._recent):
+        for pid in list(reversed(self._recent)):
             try:
                 self._match(((pid, c) for c in psutil.Process(pid).net_connections("tcp")), wanted, pids)
             except psutil.Error:

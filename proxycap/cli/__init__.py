@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from proxycap import __version__
 from proxycap.capture.ca import CAError
 from proxycap.capture.engine import EngineError
-from proxycap.cli import ca, capture, flows
+from proxycap.cli import ca, capture, devices, flows
 from proxycap.cli.common import UserError
 from proxycap.storage.store import StoreError
 
-COMMANDS = (capture, flows, ca)  # each adds its subcommands, in the order --help lists them
+COMMANDS = (capture, devices, flows, ca)  # each adds its subcommands, in the order --help lists them
 
 EXAMPLES = """\
 examples:
@@ -22,6 +22,8 @@ examples:
   proxycap record -p 9090               headless recording proxy on port 9090
   proxycap flows --client 127.0.0.2 --filter '~d example.com & ~c 500'
   proxycap ca                           where the CA is and how to trust it
+  proxycap setup                        a phone onto the proxy: its address, a QR code, steps per platform
+  proxycap run -- curl https://example.com/   one command through the proxy, trusting its CA
 """
 
 

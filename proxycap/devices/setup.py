@@ -26,7 +26,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "iOS / iPadOS",
         (
             "Open {setup} in Safari and tap the CA certificate ({crt}); allow the download.",
-            "Settings → General → VPN & Device Management → the proxycap/mitmproxy profile → Install.",
+            "Settings → General → VPN & Device Management → the mitmproxy profile → Install.",
             "Settings → General → About → Certificate Trust Settings → turn on full trust for it.",
             "Settings → Wi-Fi → (i) next to your network → Configure Proxy → Manual: server {host}, port {port} "
             "(or Automatic, URL {pac}).",
@@ -129,7 +129,7 @@ def qr_lines(text: str) -> list[str]:
     """``text`` as a QR code in lines of Unicode half blocks (segno's compact terminal form). A block is a light
     module, a space a dark one: show the lines light on dark (white on black) whatever the terminal's theme."""
     out = io.StringIO()
-    segno.make(text, error="m").terminal(out=out, compact=True, border=2)
+    segno.make(text, error="m").terminal(out=out, compact=True)
     return out.getvalue().splitlines()
 
 
