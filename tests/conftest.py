@@ -136,3 +136,14 @@ def proxy(tmp_path: Path, confdir: Path, pki: TestPKI) -> Iterator[Proxy]:
         yield p
     finally:
         p.session.stop()
+
+
+@pytest.fixture
+def gated(tmp_path: Path, confdir: Path, pki: TestPKI) -> Iterator[Proxy]:
+    """A proxy that allows one loopback alias, 127.0.0.2, besides this machine: 127.0.0.3 plays a device that is not
+    allowed. Clients allowed and remembered go to its own settings file."""
+    p = start_proxy(tmp_path, confdir, pki, allow=["127.0.0.2"], settings=str(tmp_path / "config" / "settings.toml"))
+    try:
+        yield p
+    finally:
+        p.session.stop()

@@ -53,16 +53,6 @@ def counted_tls(pki: TestPKI) -> Iterator[CountingOrigin]:
         yield server
 
 
-@pytest.fixture
-def gated(tmp_path: Path, confdir: Path, pki: TestPKI) -> Iterator[Proxy]:
-    """A proxy on loopback that allows one more address (ALLOWED) besides this machine, with a settings file."""
-    p = start_proxy(tmp_path, confdir, pki, allow=[ALLOWED], settings=str(tmp_path / "config" / "settings.toml"))
-    try:
-        yield p
-    finally:
-        p.session.stop()
-
-
 def raw(proxy: Proxy, source_ip: str, request: bytes, method: str = "GET") -> http.client.HTTPResponse:
     """Send one raw request to the proxy from ``source_ip``; the response, body read."""
     sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10, source_address=(source_ip, 0))

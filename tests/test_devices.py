@@ -23,6 +23,7 @@ from conftest import Proxy, start_proxy
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from origins import JSON_DOC, OriginServer, TestPKI, origin_app
+from test_access import DEVICE
 from test_cli import PROXYCAP, Recording, assert_one_line_error
 
 from proxycap.capture.bus import ClientRefusedEvent
@@ -30,18 +31,7 @@ from proxycap.devices import browser, local
 from proxycap.devices.setup import qr_lines, setup_info
 from proxycap.storage.store import Store
 
-DEVICE = "127.0.0.3"
 PIPES: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-
-
-@pytest.fixture
-def gated(tmp_path: Path, confdir: Path, pki: TestPKI) -> Iterator[Proxy]:
-    """A proxy that allows only 127.0.0.2 besides this machine: DEVICE is not allowed."""
-    p = start_proxy(tmp_path, confdir, pki, allow=["127.0.0.2"])
-    try:
-        yield p
-    finally:
-        p.session.stop()
 
 
 @pytest.fixture
