@@ -28,7 +28,8 @@ from test_cli import PROXYCAP, Recording, assert_one_line_error
 
 from proxycap.capture.bus import ClientRefusedEvent
 from proxycap.devices import browser, local
-from proxycap.devices.setup import qr_lines, setup_info
+from proxycap.devices.lan import hostport, listening_note, reachable_addresses
+from proxycap.devices.setup import qr_lines, setup_for, setup_info
 from proxycap.storage.store import Store
 
 PIPES: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
@@ -304,3 +305,32 @@ def test_chromium_flags_pin_the_ca(confdir: Path) -> None:
     assert "--proxy-server=http://127.0.0.1:8080" in cmd and "--proxy-bypass-list=<-loopback>" in cmd
     assert f"--ignore-certificate-errors-spki-list={browser.spki_pin(pem)}" in cmd and cmd[-1] == "u"
     assert "--user-data-dir=/p" in cmd and "--no-first-run" in cmd
+
+
+# --- listening beyond loopback --------------------------------------------------------------------------
+
+
+def test_listening_note() -> None:
+    assert listening_note([("127.0.0.1", 8080), ("::1", 8080)], "localhost") is None
+    lan = reachable_addresses("0.0.0.0")
+    note = listening_note([("0.0.0.0", 8080)], "localhost, 192.168.1.0/24")
+    assert note is not None and note.startswith("listening beyond loopback: devices reach this proxy at ")
+    assert all(f"{hostport(ip, 8080)}" in note for ip in lan) and (lan or "no LAN address found" in note)
+    assert note.splitlines()[1].startswith("allowed: localhost, 192.168.1.0/24; any other client gets a 403 page")
+    short = listening_note([("0.0.0.0", 8080)], "localhost", short=True)
+    assert short == f"LAN {', '.join(hostport(ip, 8080) for ip in lan) or 'no LAN address found'} · allowed: localhost"
+    assert setup_for([("127.0.0.1", 8080), ("0.0.0.0", 9090)]).port == (9090 if lan else 8080)
+
+
+def test_record_says_it_listens_beyond_loopback(tmp_path: Path, confdir: Path) -> None:
+    cmd = [*PROXYCAP, "record", "-q", "-p", "0", "--listen-host", "0.0.0.0", "--allow", "192.168.1.0/24"]
+    cmd += ["--store", str(tmp_path / "s.db"), "--confdir", str(confdir), "--log-file", str(tmp_path / "l.log")]
+    proc = subprocess.Popen(cmd, **PIPES, env=clean_env(tmp_path))
+    try:
+        banner, where, allowed = (proc.stderr.readline() for _ in range(3))  # type: ignore[union-attr]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert "listening on 0.0.0.0:" in banner
+    assert where.startswith("listening beyond loopback: devices reach this proxy at ")
+    assert allowed.startswith("allowed: localhost, 192.168.1.0/24;")

@@ -10,7 +10,7 @@ from proxycap.cli.common import UserError
 from proxycap.devices import local
 from proxycap.devices.browser import EXECUTABLES, BrowserError, find_browser, run_browser
 from proxycap.devices.lan import hostport
-from proxycap.devices.setup import CA_CRT, CA_PEM, PAC, qr_lines, setup_info
+from proxycap.devices.setup import CA_CRT, CA_PEM, PAC, qr_lines, setup_for
 
 # Shown light on dark whatever the terminal's colours, as segno's half blocks need (a block is a light module).
 QR_STYLE, RESET = "\033[97;40m", "\033[0m"
@@ -66,8 +66,7 @@ def _find(args: argparse.Namespace) -> local.RunningProxy:
 def cmd_setup(args: argparse.Namespace) -> int:
     proxy = _find(args)
     listen = [(str(h), int(p)) for h, p in proxy.info.get("listen", [])] or [(args.host, args.port)]
-    infos = [setup_info(h, p) for h, p in listen]
-    info = next((i for i in infos if i.reachable), infos[0])
+    info = setup_for(listen)
     out = sys.stdout
     if not info.reachable:
         print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import io
+from collections.abc import Iterable
 
 import segno
 
@@ -123,6 +124,15 @@ class SetupInfo:
 
 def setup_info(listen_host: str, port: int) -> SetupInfo:
     return SetupInfo(listen_host, port, tuple(reachable_addresses(listen_host)))
+
+
+def setup_for(listen_addrs: Iterable[tuple[str, int]]) -> SetupInfo:
+    """The setup of a proxy listening on ``listen_addrs`` (``Engine.listen_addrs``): the first listener devices can
+    reach, else the first (then ``reachable`` is False: say the proxy must listen beyond loopback)."""
+    infos = [setup_info(host, port) for host, port in listen_addrs]
+    if not infos:
+        raise ValueError("the proxy listens nowhere")
+    return next((info for info in infos if info.reachable), infos[0])
 
 
 def qr_lines(text: str) -> list[str]:
