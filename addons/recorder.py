@@ -211,7 +211,7 @@ class Recorder:
         self.bus.publish(ClientEvent(time.time(), ip, port, connected=True))
         if port is not None and client.sockname and ctx.options.proxycap_processes and is_local(ip, self._local):
             self._process[client.id] = LOOKING_UP
-            self._names.lookup(client.id, (ip, port), client.sockname[1])
+            self._names.lookup(client.id, (ip, port), client.sockname)
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._connects.pop(client.id, None)

@@ -13,9 +13,9 @@ import pytest
 from conftest import start_proxy
 from origins import OriginServer, TestPKI
 
+from proxycap.capture import processes
 from proxycap.capture.bus import LogEvent
 from proxycap.capture.hints import upstream_tls_hint
-from proxycap.capture.processes import ProcessNames
 from proxycap.query.naming import ua_label
 from proxycap.storage.store import Store
 
@@ -54,8 +54,15 @@ def test_no_agent_no_label() -> None:
     assert ua_label(None) is None and ua_label("  ") is None
 
 
-def test_process_names_of_local_connections() -> None:
-    """A connection this process opened is named after this process, looked up in the lookup thread."""
+@pytest.mark.parametrize("table", ["kernel", "psutil"])
+@pytest.mark.parametrize("ip", ["127.0.0.1", "::1"])
+def test_process_names_of_local_connections(table: str, ip: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection this process opened is named after this process, looked up in the lookup thread: from the
+    kernel's socket table (Linux), or psutil's (elsewhere)."""
+    if table == "psutil":
+        monkeypatch.setattr(processes, "TABLES", ("/nonexistent/tcp", "/nonexistent/tcp6"))
+    elif not Path(processes.TABLES[0]).exists():
+        pytest.skip("no /proc/net/tcp here")
     results: list[dict[str, str | None]] = []
     got = threading.Event()
 
@@ -63,13 +70,16 @@ def test_process_names_of_local_connections() -> None:
         results.append(names)
         got.set()
 
-    names = ProcessNames(deliver)
-    with socket.create_server(("127.0.0.1", 0)) as server:
+    names = processes.ProcessNames(deliver)
+    try:
+        server = socket.create_server((ip, 0), family=socket.AF_INET6 if ":" in ip else socket.AF_INET)
+    except OSError:
+        pytest.skip(f"no {ip} here")
+    with server:
         port = server.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port)) as client:
-            local = client.getsockname()
-            names.lookup("c1", local, port)
-            names.lookup("c2", ("127.0.0.1", 1), port)  # nobody's
+        with socket.create_connection((ip, port)) as client:
+            names.lookup("c1", client.getsockname()[:2], (ip, port))
+            names.lookup("c2", (ip, 1), (ip, port))  # nobody's
             assert got.wait(30)
     names.close()
     merged = {k: v for r in results for k, v in r.items()}
