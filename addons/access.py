@@ -24,6 +24,7 @@ from proxycap.capture import allowlist
 from proxycap.capture.allowlist import Network, parse_networks
 from proxycap.capture.bus import Bus, ClientRefusedEvent
 from proxycap.capture.summary import META_LOCAL, normalize_ip, peer
+from proxycap.devices.lan import hostport
 
 __all__ = ["Access", "PendingClient", "parse_networks"]
 
@@ -150,7 +151,8 @@ class Access:
                 raise exceptions.OptionsError(str(e)) from None
             self._settings = path
         if {"proxycap_allow", "proxycap_settings"} & updated:
-            self._update()
+            with self._lock:
+                self._update()
 
     def running(self) -> None:
         """Warned here, once the options are final: a bad option must not be preceded by a warning about the
@@ -167,7 +169,7 @@ class Access:
     # --- the policy, from any thread ----------------------------------------------------------------
 
     def _update(self, allowed: frozenset[str] | None = None, denied: frozenset[str] | None = None) -> None:
-        """Replace the policy (with the lock held by the caller, or from ``configure`` on the proxy's loop)."""
+        """Replace the policy (the caller holds the lock)."""
         old = self.policy
         self.policy = Policy(
             (*self._cli, *parse_networks(self._remembered)),
@@ -259,10 +261,9 @@ class Access:
             return
         self._refused(ip, _first_line(f), client.peername)
         host, port = peer(client.sockname)
-        proxy = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         f.response = http.Response.make(
             403,
-            refused_page(ip, proxy, ip in self.policy.denied),
+            refused_page(ip, hostport(host, port or 0), ip in self.policy.denied),
             {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"},
         )
         f.metadata[META_LOCAL] = "refused"

@@ -19,9 +19,10 @@ from mitmproxy import ctx, http
 
 from proxycap import __version__
 from proxycap.capture.ca import BASENAME, CAInfo, export
+from proxycap.capture.processes import local_addresses
 from proxycap.capture.summary import META_LOCAL, peer
 from proxycap.devices import setup
-from proxycap.devices.lan import WILDCARDS, is_loopback, lan_addresses
+from proxycap.devices.lan import WILDCARDS, is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 def _local_names() -> set[str]:
     """Every name and address this machine answers to."""
-    names = {"localhost", "127.0.0.1", "::1", *lan_addresses()}
+    names = {"localhost", *local_addresses()}
     try:
         hostname = socket.gethostname().lower()
         names |= {hostname, f"{hostname}.local"}
