@@ -70,17 +70,20 @@ class ProcessNames:
         self._queue: queue.SimpleQueue[tuple[str, Key] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._recent: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._closing = threading.Event()  # ends the pause between lookups at once
 
     def lookup(self, client_id: str, peer: tuple[str, int], proxy: tuple[str, int]) -> None:
         """Queue a lookup of the program behind a client connection: its address and the proxy's, both as the proxy
         saw them (from the proxy's loop: O(1))."""
         if self._thread is None:
+            self._closing.clear()
             self._thread = threading.Thread(target=self._run, name="proxycap-processes", daemon=True)
             self._thread.start()
         self._queue.put((client_id, (_normal(peer[0]), peer[1], _normal(proxy[0]), proxy[1])))
 
     def close(self) -> None:
         if self._thread is not None:
+            self._closing.set()
             self._queue.put(None)
             self._thread.join(timeout=5)
             self._thread = None
@@ -104,7 +107,7 @@ class ProcessNames:
                     logger.exception("looking up client processes failed")
                 self._deliver({cid: names.get(key) for key, cid in batch.items()})
                 if item is not None:
-                    time.sleep(min(MAX_GAP, (time.monotonic() - started) * (1 / DUTY - 1)))
+                    self._closing.wait(min(MAX_GAP, (time.monotonic() - started) * (1 / DUTY - 1)))
             if item is None:
                 return
 
