@@ -21,6 +21,7 @@ from typing import Any
 CONNECT_TIMEOUT = 5.0
 IO_TIMEOUT = 30.0
 SPAWN_ALLOWANCE = 0.6  # seconds for the spawned workers to import before the common start
+SOURCES = tuple(f"127.0.2.{i}" for i in range(1, 9))  # client addresses: the "devices" of the memory and UI stores
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,21 +1,29 @@
 """A fast HTTP/1.1 origin for the benchmark: plain and TLS, keep-alive, fixed-size JSON-like bodies.
 
-Runs in its own process (``python -m bench.origin``) so its CPU is not the harness's. It binds loopback
-addresses only. ``GET /size/N`` answers N bytes of JSON-like text (compressible about as much as a real API
-response). On start it prints one JSON line: the plain and TLS ports and the CA path to trust upstream.
+Runs in its own process (``python -m bench.origin``, started by ``start_origin``) so its CPU is not the
+harness's. It binds loopback addresses only. ``GET /size/N`` answers N bytes of JSON-like text (compressible about
+as much as a real API response). On start it prints one JSON line: the plain and TLS ports and the CA path to trust
+upstream.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import random
 import signal
 import ssl
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from bench.targets import ROOT
+
+HOSTS = tuple(f"127.0.1.{i}" for i in range(1, 9))  # origin addresses besides 127.0.0.1: "hosts" to filter by
 _BODIES: dict[int, bytes] = {}
 MAX_BODY = 16 * 1024 * 1024
 
@@ -147,6 +155,47 @@ def main(argv: list[str] | None = None) -> int:
         print(f"origin: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+@dataclasses.dataclass
+class Origin:
+    port: int
+    tls_port: int
+    ca: Path
+    proc: subprocess.Popen[str]
+
+
+@contextlib.contextmanager
+def start_origin(workdir: Path) -> Iterator[Origin]:
+    """The origin in its own process, on 127.0.0.1 and the HOSTS addresses, until the block ends."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.origin",
+            "--pki",
+            str(workdir / "origin-pki"),
+            "--hosts",
+            ",".join(("127.0.0.1", *HOSTS)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the bench origin did not start")
+        info = json.loads(line)
+        yield Origin(info["port"], info["tls_port"], Path(info["ca"]), proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 if __name__ == "__main__":

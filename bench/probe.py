@@ -4,7 +4,7 @@ Runs proxycap (``record`` or ``tui``) with ``bench/probe_site`` on its path, whi
 the engine loop's lag and each thread's CPU time inside the proxy's process (see its docstring), and prints,
 for the measured window: req/s and latency, the loop lag's percentiles, CPU per thread (in cores), and GC
 pauses per generation and thread. ``--gc 2000,10,10`` tries other collector thresholds. Not needed by the
-benchmark itself; RESULTS.md §3 quotes it.
+benchmark itself; bench/RESULTS.md quotes it ("Live updates under load", "Garbage collection").
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.loadgen import SHAPES
 from bench.profile import under_load
-from bench.run import ROOT
+from bench.targets import ROOT
 
 SITE = Path(__file__).with_name("probe_site")
 

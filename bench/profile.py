@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.loadgen import SHAPES, LoadGen, LoadSpec
-from bench.run import ROOT, origin
-from bench.targets import ALL_PROXIES, Env, Target, Tmux, ensure_ca
+from bench.origin import start_origin
+from bench.targets import ALL_PROXIES, ROOT, Env, Target, Tmux, ensure_ca
 
 
 def top(collapsed: Path, n: int = 25) -> str:
@@ -64,7 +64,7 @@ def under_load(
     env = Env(out, out / "confdir", Path(), tmux=tmux, variants=variants or {}, extra_env=extra_env or {})
     ensure_ca(env.confdir)
     try:
-        with origin(out) as org:
+        with start_origin(out) as org:
             env.origin_ca = org.ca
             target = Target(proxy, env)
             target.start()

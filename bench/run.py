@@ -11,66 +11,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import platform
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import report
-from bench.loadgen import SHAPES, LoadGen, LoadSpec, run_load
+from bench import report, ui
+from bench.loadgen import SHAPES, SOURCES, LoadGen, LoadSpec, run_load
+from bench.origin import HOSTS, Origin, start_origin
 from bench.targets import ALL_PROXIES, ROOT, Env, RssSampler, Target, Tmux, ensure_ca
 
-HOSTS = tuple(f"127.0.1.{i}" for i in range(1, 9))  # origin addresses: "hosts" to filter by
-SOURCES = tuple(f"127.0.2.{i}" for i in range(1, 9))  # client addresses: "devices" to filter by
 CHECKPOINTS = (0.25, 0.5, 1.0)
 METRICS = ("rps", "p50_ms", "p99_ms", "cpu_ms", "rss_mb", "start_s")
-
-
-@dataclasses.dataclass
-class Origin:
-    port: int
-    tls_port: int
-    ca: Path
-    proc: subprocess.Popen[str]
-
-
-@contextlib.contextmanager
-def origin(workdir: Path) -> Iterator[Origin]:
-    """The bench origin in its own process, on 127.0.0.1 and the HOSTS addresses."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.origin",
-            "--pki",
-            str(workdir / "origin-pki"),
-            "--hosts",
-            ",".join(("127.0.0.1", *HOSTS)),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the bench origin did not start")
-        info = json.loads(line)
-        yield Origin(info["port"], info["tls_port"], Path(info["ca"]), proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def log(msg: str) -> None:
@@ -330,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"skipping {name}: {why}")
             result.setdefault("skipped", {})[name] = why
     try:
-        with origin(workdir) as org:
+        with start_origin(workdir) as org:
             env.origin_ca = org.ca
             if "throughput" in args.scenarios:
                 samples = throughput(args, env, org, proxies)
@@ -339,8 +295,6 @@ def main(argv: list[str] | None = None) -> int:
                 mp = [p for p in args.memory_proxies.split(",") if env.available(p)[0]]
                 result["memory"] = memory(args, env, org, mp)
             if "ui" in args.scenarios or "filters" in args.scenarios:
-                from bench import ui
-
                 store = args.ui_store or next(
                     (Path(m["store"]) for m in result.get("memory", []) if m.get("store")), None
                 )

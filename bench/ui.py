@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import SHAPES, LoadGen, LoadSpec
+from bench.loadgen import SHAPES, SOURCES, LoadGen, LoadSpec
+from bench.origin import HOSTS, Origin
 from bench.targets import Env, Target
 
 ROW = re.compile(r"^[ ●]\s*(\d+) \d\d:\d\d:\d\d")  # a flow row: mark gutter, "#", time
@@ -55,8 +56,8 @@ def filter_timings(store_path: Path, repeats: int = 5) -> dict[str, Any]:
         total = store.count()
         clients = store.clients()
         client = max(clients, key=lambda c: c.flows).ip if clients else "127.0.0.1"
-        hosts = store._read("SELECT host, count(*) FROM flows GROUP BY host ORDER BY 2 DESC LIMIT 1")
-        host = hosts[0][0] if hosts else "127.0.0.1"
+        hosts = store.distinct("host", Query())
+        host = max(hosts, key=lambda h: store.count(Query(host=h))) if hosts else "127.0.0.1"
 
         def expr(text: str) -> Callable[[], int]:
             def run() -> int:
@@ -304,7 +305,7 @@ def key_timings(s: Screen, hosts: tuple[str, ...], n: int, log: Callable[[str], 
 def populate(
     args: argparse.Namespace,
     env: Env,
-    org: Any,
+    org: Origin,
     n: int,
     hosts: tuple[str, ...],
     sources: tuple[str, ...],
@@ -338,12 +339,10 @@ def populate(
 
 
 def scenario(
-    args: argparse.Namespace, env: Env, org: Any, store: Path | None, log: Callable[[str], None], keys: bool = True
+    args: argparse.Namespace, env: Env, org: Origin, store: Path | None, log: Callable[[str], None], keys: bool = True
 ) -> dict[str, Any]:
     """Filter timings on ``store`` (recorded here through ``proxycap record`` if None); then, with ``keys``,
     keypress-to-frame timings in ``proxycap tui`` on that store with load running."""
-    from bench.run import HOSTS, SOURCES
-
     out: dict[str, Any] = {}
     try:
         import proxycap.tui.app  # noqa: F401

@@ -1,5 +1,5 @@
-"""Default locations: captures, logs and the filter history in the user's data/state directories (platformdirs), the
-settings in the user's config directory."""
+"""Default locations (captures, logs, the filter history: platformdirs' data and state folders; the settings: its
+config folder), and files only their owner can read."""
 
 from __future__ import annotations
 
@@ -28,22 +28,41 @@ def settings_file() -> Path:
     return Path(platformdirs.user_config_dir(APP)) / "settings.toml"
 
 
-def private_dir(path: Path) -> Path:
-    """``path`` (proxycap's own folder) as one only the user may enter, created if missing."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
-    return path
+def private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parents readable by their owner only (0700): they hold captures, logs and
+    settings with passwords and cookies. Folders that exist are left as they are."""
+    missing = []
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process
+            continue
+        folder.chmod(0o700)  # whatever the umask took away or let through
 
 
-def write_private(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` at once with a file only the user may read, in a folder only the user may enter."""
+def private_file(path: Path) -> None:
+    """Create ``path`` empty, readable by its owner only (0600), if it does not exist, in a private folder."""
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def readable_by_others(path: Path) -> bool:
+    return path.exists() and bool(path.stat().st_mode & 0o077)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` at once (readers see the old file or the new one) with a file its owner only can read, in a
+    private folder."""
     private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with open(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

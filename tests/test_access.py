@@ -138,7 +138,7 @@ def test_refused_device_gets_a_403_page_and_nothing_is_forwarded(
     # Announced once, with its first request; neither its flows nor a client row are stored.
     [event] = refused_events(sub)
     assert (event.client_ip, event.request) == (DEVICE, f"GET {counted.url}/json")
-    [pending] = gated.session.engine.access.pending()
+    [pending] = gated.session.access.pending()
     assert (pending.ip, pending.requests) == (DEVICE, 4)
     rows = gated.wait_flows(2)
     assert {r["client_ip"] for r in rows} == {ALLOWED}
@@ -154,7 +154,7 @@ def test_refused_device_gets_a_403_page_and_nothing_is_forwarded(
 
 def test_allowing_a_device_at_runtime_lets_its_next_request_through(gated: Proxy, counted: CountingOrigin) -> None:
     sub = gated.session.bus.subscribe("test", limit=10_000, kinds=(ClientRefusedEvent,))
-    access = gated.session.engine.access
+    access = gated.session.access
     with gated.client(DEVICE) as c:  # one keep-alive connection throughout
         assert c.get(f"{counted.url}/json").status_code == 403
         assert counted.requests == 0
@@ -177,33 +177,32 @@ def test_allowing_a_device_at_runtime_lets_its_next_request_through(gated: Proxy
 def test_allow_and_remember_keeps_the_client_in_the_settings_file(
     tmp_path: Path, confdir: Path, pki: TestPKI, origin: OriginServer
 ) -> None:
-    settings = tmp_path / "config" / "settings.toml"
-    settings.parent.mkdir()
-    settings.write_text('[rules]\nkept = "yes"\n')  # other settings in the file stay
+    settings = tmp_path / "config" / "proxycap" / "settings.toml"  # its folders do not exist yet
     first = start_proxy(tmp_path / "a", confdir, pki, allow=[], settings=str(settings))
     try:
         with first.client(DEVICE) as c:
             assert c.get(f"{origin.url}/json").status_code == 403
             # From a worker thread, as the UI's control API would (it writes the file: not on the proxy's loop).
-            worker = threading.Thread(target=first.session.engine.access.allow, args=(DEVICE, True))
+            worker = threading.Thread(target=first.session.access.allow, args=(DEVICE, True))
             worker.start()
             worker.join()
             assert c.get(f"{origin.url}/json").status_code == 200
-        assert first.session.engine.access.describe() == f"localhost, {DEVICE} (remembered)"
+        assert first.session.access.describe() == f"localhost, {DEVICE} (remembered)"
     finally:
         first.session.stop()
-    assert tomllib.loads(settings.read_text()) == {"rules": {"kept": "yes"}, "clients": {"allow": [DEVICE]}}
+    assert tomllib.loads(settings.read_text()) == {"clients": {"allow": [DEVICE]}}
     assert stat.S_IMODE(settings.stat().st_mode) == 0o600
     assert stat.S_IMODE(settings.parent.stat().st_mode) == 0o700
 
+    settings.write_text(settings.read_text() + '\n[rules]\nkept = "yes"\n')  # other settings in the file stay
     second = start_proxy(tmp_path / "b", confdir, pki, allow=[], settings=str(settings))
     try:
         with second.client(DEVICE) as c:
             assert c.get(f"{origin.url}/json").status_code == 200  # remembered from the last run
-        second.session.engine.access.deny(DEVICE)
+        second.session.access.deny(DEVICE)
     finally:
         second.session.stop()
-    assert tomllib.loads(settings.read_text())["clients"]["allow"] == []
+    assert tomllib.loads(settings.read_text()) == {"clients": {"allow": []}, "rules": {"kept": "yes"}}
 
 
 def test_damaged_settings_file_is_refused_at_start(tmp_path: Path, confdir: Path, pki: TestPKI) -> None:

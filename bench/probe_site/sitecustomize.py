@@ -70,13 +70,14 @@ def _install() -> None:
     if thresholds := os.environ.get("PROXYCAP_PROBE_GC"):
         proxycap.runtime.gcsettle.THRESHOLDS = tuple(int(x) for x in thresholds.split(","))
 
-    run_main = proxycap.capture.engine.Engine._main
+    engine = proxycap.capture.engine.Engine
+    start = engine.start
 
-    async def main(self: proxycap.capture.engine.Engine) -> None:
-        asyncio.get_running_loop().create_task(_lag_monitor())
-        await run_main(self)
+    def started(self: proxycap.capture.engine.Engine, *args: object, **kwargs: object) -> None:
+        start(self, *args, **kwargs)
+        self.submit(_lag_monitor)  # on the engine's loop until it stops
 
-    proxycap.capture.engine.Engine._main = main
+    engine.start = started
     gc.callbacks.append(_on_gc)
     threading.Thread(target=_dump, name="probe", daemon=True).start()
 

@@ -70,5 +70,5 @@ def update_remembered(path: Path, add: Sequence[str] = (), remove: Sequence[str]
     entries = [e for e in remembered(path) if e not in remove]
     entries += [a for a in add if a not in entries]
     data.setdefault("clients", {})["allow"] = entries
-    write_private(path, HEADER + tomli_w.dumps(data))
+    write_private(path, (HEADER + tomli_w.dumps(data)).encode())
     return entries

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Collection
 from typing import Any, Literal
 
-EventKind = Literal["request", "response", "error", "websocket", "websocket_end", "log", "client", "committed"]
+EventKind = Literal["request", "response", "error", "websocket", "websocket_end", "log", "client", "committed", "store"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -73,8 +73,19 @@ class Committed:
     kind: EventKind = "committed"
 
 
-Event = FlowEvent | LogEvent | ClientEvent | Committed
-EVERY_KIND: frozenset[type] = frozenset({FlowEvent, LogEvent, ClientEvent, Committed})
+@dataclasses.dataclass(slots=True)
+class StoreStatus:
+    """The store writer's state changed: ``failing`` (flows wait for the store), ``working`` (again), or ``lost``
+    (``lost`` flows could not be written). ``message`` says it in one line for the user."""
+
+    state: Literal["failing", "working", "lost"]
+    message: str
+    lost: int = 0
+    kind: EventKind = "store"
+
+
+Event = FlowEvent | LogEvent | ClientEvent | Committed | StoreStatus
+EVERY_KIND: frozenset[type] = frozenset({FlowEvent, LogEvent, ClientEvent, Committed, StoreStatus})
 
 
 def state_bytes(event: FlowEvent) -> int:

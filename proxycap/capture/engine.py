@@ -13,17 +13,13 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http, options
 from mitmproxy.addons import default_addons
 
-from proxycap.addons.access import Access
-from proxycap.addons.recorder import Recorder
-from proxycap.addons.setup import SetupServer
-from proxycap.capture.bus import Bus
 from proxycap.capture.ca import CAError, ensure_ca
 from proxycap.internals.mitmproxy import QuickMaster, close_client_connections, listen_failure
 
@@ -63,11 +59,10 @@ class _Ready:
 
 
 class Engine:
-    def __init__(self, config: EngineConfig, bus: Bus) -> None:
+    def __init__(self, config: EngineConfig, addons: Sequence[object]) -> None:
+        """``addons``: proxycap's, added after mitmproxy's default ones; their options can then be set."""
         self.config = config
-        self.bus = bus
-        self.recorder = Recorder(bus)
-        self.access = Access(bus)  # who may use the proxy; allow/deny at runtime (thread-safe)
+        self.addons = addons
         self.master: QuickMaster | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -149,9 +144,7 @@ class Engine:
         master = QuickMaster(opts)
         try:
             master.addons.add(*default_addons())
-            # The setup pages answer before the access check (devices not allowed yet fetch the CA), which
-            # comes before the recorder (refused clients are not recorded).
-            master.addons.add(SetupServer(), self.access, self.recorder, _Ready(self))
+            master.addons.add(*self.addons, _Ready(self))
             opts.update(
                 listen_host=cfg.listen_host,
                 listen_port=cfg.listen_port,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from proxycap import __version__
-from proxycap.capture.bus import ClientRefusedEvent, FlowEvent, Subscription
+from proxycap.capture.bus import ClientRefusedEvent, FlowEvent, StoreStatus, Subscription
 from proxycap.cli.common import add_proxy_options, client_ip, engine_config, wait_for_signal
 from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.runtime import gcsettle
@@ -42,53 +42,62 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    """Exit status 0, or 1 when captured flows could not be stored (the terminal said which, as it happened)."""
     from proxycap.control.session import CaptureSession
     from proxycap.devices.lan import listening_note
     from proxycap.query.fmt import flow_line
     from proxycap.runtime import switching
 
     session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
-    # Refused clients are printed even with -q (which takes no flows: the proxy then makes no summaries).
-    kinds = (ClientRefusedEvent,) if args.quiet else (FlowEvent, ClientRefusedEvent)
-    printer = session.bus.subscribe("record-printer", limit=100_000, kinds=kinds)
+    # The store's state and refused clients always reach the terminal; each flow unless -q (then the proxy makes no
+    # summaries).
+    kinds = (StoreStatus, ClientRefusedEvent) if args.quiet else (StoreStatus, ClientRefusedEvent, FlowEvent)
+    terminal = session.bus.subscribe("record-terminal", limit=100_000, kinds=kinds)
     session.start()
     gcsettle.settle()
     switching.recording()
     addrs = ", ".join(f"{h}:{p}" for h, p in session.engine.listen_addrs)
-    print(
-        f"proxycap {__version__} listening on {addrs}, recording to {session.store_path}",
-        file=sys.stderr,
-        flush=True,
-    )
-    if note := listening_note(session.engine.listen_addrs, session.engine.access.describe()):
-        print(note, file=sys.stderr, flush=True)
+    say(f"proxycap {__version__} listening on {addrs}, recording to {session.store_path}")
+    for warning in session.warnings:
+        say(f"warning: {warning}")
+    if note := listening_note(session.engine.listen_addrs, session.access.describe()):
+        say(note)
     done = threading.Event()
-    line = None if args.quiet else flow_line
-    printing = threading.Thread(target=_print_events, args=(printer, line, done), daemon=True)
+    printing = threading.Thread(target=_print_events, args=(terminal, flow_line, done), daemon=True)
     printing.start()
     try:
         wait_for_signal()
     finally:
-        written = session.stop()
+        report = session.stop()
         done.set()
         printing.join()  # the flows stopped with are printed too
-    print(f"stopped; {written} flows written to {session.store_path}", file=sys.stderr)
-    return 0
+    line = f"stopped; {report.written:,} flows written to {session.store_path}"
+    if report.stripped:
+        line += f"; {report.stripped:,} of them without their bodies (the store failed meanwhile)"
+    if report.lost:
+        line += f"; {report.lost:,} flows could not be written (see the log: {session.log_file})"
+    say(line)
+    return 1 if report.lost else 0
 
 
-def _print_events(sub: Subscription, line: Callable | None, done: threading.Event) -> None:
-    """A line per flow on stdout (unless ``line`` is None), a line per newly refused client on stderr."""
+def say(line: str) -> None:
+    """A line for the person at the terminal (stderr: stdout is the flows, for pipes)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _print_events(sub: Subscription, line: Callable, done: threading.Event) -> None:
     while True:
         stopping = done.wait(0.1)
         for ev in sub.drain():
-            if line is not None and isinstance(ev, FlowEvent) and ev.kind in ("response", "error"):
+            if isinstance(ev, FlowEvent) and ev.kind in ("response", "error"):
                 print(line(ev.summary), flush=False)
+            elif isinstance(ev, StoreStatus):
+                sys.stdout.flush()
+                say(f"proxycap: store: {ev.message}")
             elif isinstance(ev, ClientRefusedEvent):
-                print(
+                say(
                     f"refused client {ev.client_ip} ({ev.request}): not allowed; to let it in, start proxycap with "
-                    f"--allow {ev.client_ip}",
-                    file=sys.stderr,
-                    flush=True,
+                    f"--allow {ev.client_ip}"
                 )
         sys.stdout.flush()
         if stopping:

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import Protocol
 
 from mitmproxy import http
 
-from proxycap.capture.bus import Committed, Event, LogEvent
-from proxycap.capture.engine import EngineError
+from proxycap.capture.bus import Bus, Committed, Event, LogEvent
+from proxycap.capture.engine import Engine, EngineError
 from proxycap.capture.summary import META_REPLAY_OF
 from proxycap.control.editing import EditError, edited
 from proxycap.storage.store import Store
-
-if TYPE_CHECKING:
-    from proxycap.control.session import CaptureSession
 
 FEED_KINDS = (Committed, LogEvent)  # what a UI hears: the store's changes and the log lines worth showing
 
@@ -72,20 +70,21 @@ class Control(Protocol):
 
 
 class LocalControl:
-    """The control API in the capture's own process: the session's engine, store and bus."""
+    """The control API in the capture's own process: a capture session's engine, store and bus."""
 
-    def __init__(self, session: CaptureSession) -> None:
-        self.session = session
-        self.store = Store(session.store_path)  # its own connection: calls come from UI worker threads
+    def __init__(self, engine: Engine, bus: Bus, store_path: Path) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.store = Store(store_path)  # its own connection: calls come from UI worker threads
 
     def close(self) -> None:
         self.store.close()
 
     def listen_addrs(self) -> list[tuple[str, int]]:
-        return self.session.engine.listen_addrs
+        return self.engine.listen_addrs
 
     def subscribe(self, name: str, limit: int) -> Feed:
-        return self.session.bus.subscribe(name, limit=limit, kinds=FEED_KINDS)
+        return self.bus.subscribe(name, limit=limit, kinds=FEED_KINDS)
 
     def replay(self, seq: int) -> Outcome:
         original = self.store.load_flow(seq)
@@ -110,7 +109,7 @@ class LocalControl:
         again.request = request
         again.metadata[META_REPLAY_OF] = original.id
         try:
-            error = self.session.engine.replay(again)
+            error = self.engine.replay(again)
         except (EngineError, TimeoutError) as e:
             error = str(e) or "the proxy did not answer"
         if error:
@@ -119,15 +118,15 @@ class LocalControl:
 
     def delete(self, seqs: Sequence[int]) -> Outcome:
         self.store.delete(seqs)
-        self.session.bus.publish(Committed(removed=list(seqs), clients=True))
+        self.bus.publish(Committed(removed=list(seqs), clients=True))
         return Outcome(True, f"deleted {len(seqs):,} flow{'s' * (len(seqs) != 1)}")
 
     def set_marked(self, seqs: Sequence[int], marked: bool) -> Outcome:
         self.store.set_marked(seqs, marked)
-        self.session.bus.publish(Committed(edited=list(seqs)))
+        self.bus.publish(Committed(edited=list(seqs)))
         return Outcome(True, f"{'marked' if marked else 'unmarked'} {len(seqs):,} flow{'s' * (len(seqs) != 1)}")
 
     def set_label(self, ip: str, label: str | None) -> Outcome:
         self.store.set_label(ip, label or None)
-        self.session.bus.publish(Committed(clients=True))
+        self.bus.publish(Committed(clients=True))
         return Outcome(True, f"{ip} is now {label!r}" if label else f"{ip} has no name now")

@@ -15,7 +15,7 @@ from mitmproxy import ctx, exceptions
 
 from proxycap.addons.recorder import Recorder
 from proxycap.capture.bus import Bus
-from proxycap.storage.store import StoreError
+from proxycap.storage.store import StoreError, check_store
 from proxycap.storage.writer import StoreWriter
 
 
@@ -34,8 +34,10 @@ class StandaloneRecording:
             return
         if self.writer:
             self.writer.stop()
-        self.writer = StoreWriter(Path(ctx.options.proxycap_store).expanduser(), self.bus)
+        path = Path(ctx.options.proxycap_store).expanduser()
         try:
+            check_store(path)
+            self.writer = StoreWriter(path, self.bus)
             self.writer.start()
         except StoreError as e:
             self.writer = None

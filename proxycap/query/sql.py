@@ -5,7 +5,7 @@ over a minute for 100k flows). Most expressions people type only ask about what 
 (host, URL, method, status, client, error), so those are translated to an SQL condition instead. A regex is
 matched in Python against the distinct values the rows in question hold (few hosts, methods and clients), and
 becomes ``column IN (those values)``: no Python callback per row, which under load would wait for the GIL
-once per row (bench/RESULTS.md). Anything else (bodies, headers, content types) returns None and is
+once per row (bench/RESULTS.md, "SQL filters"). Anything else (bodies, headers, content types) returns None and is
 evaluated on full flows.
 
 Differences from mitmproxy, all on purpose: ``~d`` matches the host the list shows (the Host header's,

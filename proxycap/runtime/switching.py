@@ -10,7 +10,7 @@ In `tui`, the UI thread shares it too.
 A live update (the tick and its frame) is ~10-15 ms of Python. Handing the GIL over every 0.1-0.5 ms stretched it
 to twice that and slowed every request that passed meanwhile; held until the frame is drawn, it delays only the
 few requests in flight, so while the UI only follows the traffic an update runs with a 50 ms switch interval
-(p99 -15-40 % with the busy ticks' 2 s, bench/RESULTS.md). Between updates the interval is 0.5 ms, as in `record`:
+(bench/RESULTS.md, "Switch interval"). Between updates the interval is 0.5 ms, as in `record`:
 the writer's threads then take their turns without holding the proxy up. Input restores the default (5 ms) before
 it is parsed: a short interval slowed the keys' frames (opening the inspector 31 -> 55 ms).
 """

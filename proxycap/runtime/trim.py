@@ -13,7 +13,7 @@ class Trimmer:
     """Calls glibc's ``malloc_trim`` now and then while bodies pass through this process.
 
     Bodies are allocated and freed by the thousand; glibc keeps the freed heap (in every thread's arena) unless
-    asked to return it, so RSS would creep up with the flows although nothing is held (bench/RESULTS.md).
+    asked to return it, so RSS would creep up with the flows although nothing is held (bench/RESULTS.md, "Memory").
     """
 
     def __init__(self) -> None:

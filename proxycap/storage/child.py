@@ -5,7 +5,7 @@ itself; in the proxy's process they would share its GIL and cut its throughput (
 Here they run on an interpreter of their own, and so does making flows' summaries while only the store listens. The
 parent sends pickled batches (``writer.collapse`` output, bodies out of band) on stdin and reads one-line reports on
 stdout, both as frames of length-prefixed parts. A batch that cannot be written is kept and retried; at the end of
-input whatever is still unwritten is reported as lost.
+input whatever is still unwritten is left to the parent to count as lost.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from proxycap.storage.store import Store, StoreError
 
 RETRY_INTERVAL = 1.0  # seconds between attempts while the store cannot be written
 MERGE = 16  # batches written per transaction when the child is behind
-# ... and bytes of them, so this bounds the child's memory when it is behind with big bodies (16 batches of 64 KB
-# flows were 30 MB more, bench/RESULTS.md, "Store writer").
+# ... and bytes of them, so this bounds the child's memory when it is behind with big bodies (bench/RESULTS.md,
+# "Store writer").
 MERGE_BYTES = 8 << 20
 
 
@@ -104,17 +104,18 @@ def _client_activity(flows: list, connects: list) -> list[tuple]:
 
 def _yielding(flows: list) -> Iterator:
     """The flows, handing the CPU on after each one to whatever waits for it. A batch is milliseconds of CPU;
-    written in one stretch it delays the proxy's clients (on a small machine, the user's own programs) as long:
-    p99 +20-40 % under full load (bench/RESULTS.md). The child keeps its share, so it keeps up with big bodies."""
+    written in one stretch it delays the proxy's clients (on a small machine, the user's own programs) as long, which
+    shows in the p99 under full load (bench/RESULTS.md, "Store writer"). The child keeps its share, so it keeps up with
+    big bodies."""
     for flow in flows:
         yield flow
         os.sched_yield()
 
 
-def _write(store: Store, batches: list[Frame]) -> list[tuple[str, int, str]]:
-    """Write batches in one transaction; returns the flows committed, as (flow id, row id, state). Data SQLite cannot
-    take (a failure of the data, not of the store) is written item by item, and only what fails alone is reported
-    lost."""
+def _write(store: Store, batches: list[Frame]) -> list[tuple[str, int, str, bool]]:
+    """Write batches in one transaction; returns the flows committed, as (flow id, row id, state, new). Data SQLite
+    cannot take (a failure of the data, not of the store) is written item by item, and only what fails alone is
+    reported lost."""
     failures: list[str] = []
     merged, logs, connects = _merge(batches)
     flows = _summarized(merged, failures)
@@ -133,7 +134,7 @@ def _write(store: Store, batches: list[Frame]) -> list[tuple[str, int, str]]:
             except Exception as e:
                 failures.append(f"{type(e).__name__}: {e}")
     if failures:
-        _report("lost", f"{len(failures)} flows could not be stored ({failures[-1]})")
+        _report("lost", len(failures), f"{len(failures)} flows could not be stored ({failures[-1]})")
     return written
 
 
@@ -170,17 +171,15 @@ def run(path: str) -> int:
                     for _ in batches:
                         pending.popleft()
                     if retry_at is not None:
-                        _report("recovered", f"writing to {store.path} works again")
+                        _report("working", f"writing to {store.path} works again")
                     retry_at = None
-                    _report("written", len(batches), written)
+                    committed = [(flow_id, seq, state) for flow_id, seq, state, _ in written]
+                    _report("written", len(batches), committed, sum(new for *_, new in written))
                     trimmer.after(len(batches))
                     continue
             if eof and (not pending or retry_at is not None):
-                if pending:
-                    lost = sum(len(_merge([b])[0]) for b in pending)
-                    _report("lost", f"{lost} flows could not be written to {store.path}")
-                    return 1
-                return 0
+                return 1 if pending else 0  # the parent counts what it sent and was not confirmed
+
     finally:
         store.close()
 
@@ -190,8 +189,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return run(sys.argv[1])
-    except StoreError as e:
-        _report("lost", str(e))
+    except StoreError as e:  # the store cannot be opened: the parent starts another child later
+        _report("failing", str(e))
     except Exception as e:  # report, don't print: the parent owns the terminal
         _report("crashed", f"{type(e).__name__}: {e}", traceback.format_exc())
     return 1

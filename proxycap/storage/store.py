@@ -25,6 +25,7 @@ from mitmproxy.io import compat, tnetstring
 
 from proxycap.capture import flowstate
 from proxycap.capture.summary import FIELDS
+from proxycap.paths import private_file
 
 SCHEMA_VERSION = 2
 # Columns each schema version added to ``flows``: an older store gets them when opened for writing, and a read-only
@@ -98,6 +99,25 @@ _UPDATE_COLUMNS = tuple(c for c in COLUMNS if c not in ("id", "ts"))
 
 class StoreError(Exception):
     """A store that cannot be used; the message is one line meant for the user."""
+
+
+def check_store(path: Path) -> None:
+    """Check that captures can be stored at ``path``, creating nothing: an existing store opens, takes a write and
+    passes SQLite's quick check; for a new one, the nearest existing folder can be written. StoreError if not."""
+    path = path.expanduser()
+    if path.exists():
+        store = Store(path)
+        try:
+            store.check_writable()
+        finally:
+            store.close()
+        return
+    folder = next(p for p in path.parents if p.exists())
+    what = f"store {path}" if folder == path.parent and folder.is_dir() else f"the folder for store {path}"
+    if not folder.is_dir():
+        raise StoreError(f"cannot create {what}: {folder} is not a folder; choose another --store")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create {what}: {folder} is not writable; choose another --store")
 
 
 @dataclasses.dataclass(slots=True)
@@ -187,11 +207,11 @@ class Store:
         where = f"store {self.path}"
         if self.readonly and not self.path.exists():
             raise StoreError(f"{where} does not exist")
-        if not self.readonly:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.readonly and not self.path.exists():
+            try:  # before SQLite does: its -wal and -shm files take the store's mode
+                private_file(self.path)
             except OSError as e:
-                raise StoreError(f"cannot create the folder for {where}: {e.strerror}") from None
+                raise StoreError(f"cannot create {where}: {e.strerror}") from None
         uri = f"{self.path.resolve().as_uri()}?mode={'ro' if self.readonly else 'rwc'}"
         try:
             db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=10)
@@ -261,6 +281,15 @@ class Store:
         with self._lock:
             self._db.close()
 
+    def check_writable(self) -> None:
+        """A write that reaches the file, and SQLite's quick check of every page: a store that opens may still be
+        read-only (a file or mount) or damaged. StoreError with a one-line reason if not."""
+        with self._tx() as db:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        result = self._read("PRAGMA quick_check(1)")[0][0]
+        if result != "ok":
+            raise StoreError(f"store {self.path} is damaged ({result}); move it aside or choose another --store")
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
@@ -309,19 +338,20 @@ class Store:
         flows: Iterable[tuple[dict[str, Any], dict[str, Any] | None]],
         logs: Iterable[tuple[float, str, str, str | None, str | None]] = (),
         clients: Iterable[tuple[str, float, str | None, int]] = (),
-    ) -> list[tuple[str, int, str]]:
+    ) -> list[tuple[str, int, str, bool]]:
         """Write one batch in one transaction: flow summaries (+ full state), log lines, client activity.
 
         ``clients`` rows are (ip, last_seen, user_agent, new_connections). Returns the flows written, as (flow id,
-        row id, state), once they are committed.
+        row id, state, whether the row is new), once they are committed.
         """
-        written: list[tuple[str, int, str]] = []
+        written: list[tuple[str, int, str, bool]] = []
         with self._tx() as db:
             for summary, state in flows:
                 row = db.execute(_UPDATE, [*(summary.get(c) for c in _UPDATE_COLUMNS), summary["id"]]).fetchone()
-                if row is None:
+                new = row is None
+                if new:
                     row = db.execute(_INSERT, [summary.get(c) for c in COLUMNS]).fetchone()
-                written.append((summary["id"], row[0], summary["state"]))
+                written.append((summary["id"], row[0], summary["state"], new))
                 if state is not None:
                     rest, client, server = flowstate.split(flowstate.without_credentials(state))
                     self._write_connection(db, client)

@@ -1,34 +1,39 @@
-"""The store writer: the one bus subscriber that must see every event, storing them in batches.
+"""The store writer: the one bus subscriber that must see every flow, storing them in batches.
 
 A thread drains the bus every 50 ms and collapses the events per flow (a request and its response usually arrive in
-the same batch and cost one row write). Serialising, compressing and SQLite run in a child process
-(``writer_child``) with its own interpreter, so they never take the proxy's GIL; the bodies reach it beside the
-batch's pickle, never copied into it. The child reports each batch stored, with the flows it committed, which the
-writer publishes as ``Committed`` for the views; what it has not stored yet is the bus's backlog, which the recorder
-keeps bounded. While the store cannot be written at all (a full disk), the proxy goes
-on without waiting, and the writer holds what waits for the store only up to ``HOLD_LIMIT``: past it, flows are
-kept as their summaries, without bodies.
+the same batch and cost one row write). Serialising, compressing and SQLite run in a child process (``child.py``)
+with its own interpreter, so they never take the proxy's GIL; the bodies reach it beside the batch's pickle, never
+copied into it. The child reports each batch stored, with the flows it committed, which the writer publishes as
+``Committed`` for the views; what it has not stored yet is the bus's backlog, which the recorder keeps bounded.
+
+Nothing is lost without a word: every change of the store's state (failing, working again, flows lost) is published
+as ``StoreStatus`` for the terminal and the UI, as well as logged. While the store cannot be written (a full disk, a
+damaged file), the proxy goes on without waiting; the writer keeps what waits for the store up to ``HOLD_LIMIT``,
+and past it keeps new flows as their summaries, without bodies. A child that dies is started again, after a pause
+that grows while it keeps dying, and gets every batch it had not confirmed.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import pickle
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from mitmproxy.utils import human
 
-from proxycap.capture.bus import Bus, ClientEvent, Committed, FlowEvent, LogEvent, state_bytes
+from proxycap.capture.bus import Bus, ClientEvent, Committed, FlowEvent, LogEvent, StoreStatus, state_bytes
 from proxycap.capture.summary import summarize_state
 from proxycap.runtime.trim import Trimmer
 from proxycap.storage.framing import read_frame, write_frame
-from proxycap.storage.store import Store, StoreError
+from proxycap.storage.store import StoreError, check_store
 
 logger = logging.getLogger(__name__)
 
@@ -36,137 +41,178 @@ logger = logging.getLogger(__name__)
 OUT_OF_BAND = 4096  # bytes from which a body is sent beside the batch's pickle, not copied into it
 BATCH_INTERVAL = 0.05  # seconds between batches when traffic is steady
 MAX_BATCH = 500  # events per batch: bounds the bodies a batch holds and how long it holds the write lock
-RESTARTS = 3  # times a crashed child is restarted before the writer gives up
+# Seconds before a child that died is started again, doubling while it keeps dying, up to the most.
+RESTART_PAUSE = 0.25
+RESTART_PAUSE_MAX = 30.0
 # Captured flows (bodies, roughly) held for a store that cannot be written; held twice (here, to resend to a
 # restarted child, and in the child). Past it, flows lose their bodies: ~1 KB each instead of their size.
 HOLD_LIMIT = 64 << 20
+
+
+@dataclasses.dataclass(slots=True)
+class WriterReport:
+    """What a writer did: flows it added to the store, flows it could not write, flows it stored without bodies."""
+
+    written: int = 0
+    lost: int = 0
+    stripped: int = 0
 
 
 class StoreWriter:
     def __init__(self, store_path: Path, bus: Bus, hold_limit: int = HOLD_LIMIT) -> None:
         self.store_path = store_path
         self.hold_limit = hold_limit
-        self._stripped = 0  # flows whose bodies were dropped since the store began failing
         self.bus = bus
+        self.report = WriterReport()
+        self._stripped = 0  # flows whose bodies were dropped since the store began failing (not reported yet)
         # Unbounded: the store must see every flow, log line and connection.
         self.sub = bus.subscribe("store-writer", with_state=True, kinds=(FlowEvent, LogEvent, ClientEvent))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proxycap-store-writer", daemon=True)
-        self._lock = threading.Lock()  # guards _sent and _child between the sending and the listening thread
-        self._sent: collections.deque[tuple[Pickled, int]] = collections.deque()  # (batch, bytes) not yet stored
+        self._lock = threading.Lock()  # guards _sent, _child and the report between the writer and listener threads
+        # Batches the child has not confirmed as stored: (batch, bytes, flows).
+        self._sent: collections.deque[tuple[Pickled, int, int]] = collections.deque()
         self._child: subprocess.Popen[bytes] | None = None
         self._listener: threading.Thread | None = None
-        self._restarts = 0
-        self.seq_at_start = 0
+        self._pause = RESTART_PAUSE
+        self._restart_at = 0.0
 
     def start(self) -> None:
-        """Check the store opens (StoreError with a one-line reason if not), then start the child and thread."""
+        """Create the store if it is new, check it (StoreError with a one-line reason if it cannot be written), then
+        start the child and the thread."""
         try:
-            store = Store(self.store_path)
+            check_store(self.store_path)
         except StoreError:
             self.sub.close()
             raise
-        try:
-            self.seq_at_start = store.max_seq()
-        finally:
-            store.close()
         self._spawn()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self) -> WriterReport:
         """Flush everything still queued, wait until the child has stored it, and let it exit."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
         self.sub.close()
+        return self.report
+
+    def _status(self, state: str, message: str, lost: int = 0) -> None:
+        """Say it in the log and to whoever shows the store's state (the terminal, the UI)."""
+        (logger.warning if state == "working" else logger.error)(message)
+        self.bus.publish(StoreStatus(state, message, lost))  # type: ignore[arg-type]  # one of the three
+
+    def _waiting(self) -> int:
+        return sum(flows for _, _, flows in self._sent)
 
     # --- the child ----------------------------------------------------------------------------------
 
     def _spawn(self) -> None:
-        child = subprocess.Popen(
-            # -O: unless Python runs optimised, mitmproxy type-checks every message it builds: two thirds of what a
-            # summary costs the child, and the TypeErrors it catches leave reference cycles that hold bodies.
-            [sys.executable, "-O", "-m", "proxycap.storage.child", str(self.store_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # it reports on stdout; nothing may reach the user's terminal raw
-        )
+        try:
+            child = subprocess.Popen(
+                # -O: unless Python runs optimised, mitmproxy type-checks every message it builds: two thirds of what
+                # a summary costs the child, and the TypeErrors it catches leave reference cycles that hold bodies.
+                [sys.executable, "-O", "-m", "proxycap.storage.child", str(self.store_path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # it reports on stdout; nothing may reach the user's terminal raw
+            )
+        except OSError as e:
+            self._died(None, f"the store writer could not be started ({e.strerror or e})")
+            return
         self._listener = threading.Thread(
             target=self._listen, args=(child,), name="proxycap-store-listener", daemon=True
         )
         self._listener.start()
         with self._lock:
             self._child = child
-            unstored = [batch for batch, _ in self._sent]
+            unstored = [batch for batch, _, _ in self._sent]
         try:
             for batch in unstored:  # a restarted child gets what its predecessor did not store
-                write_frame(child.stdin.fileno(), *batch)
+                write_frame(child.stdin.fileno(), *batch)  # type: ignore[union-attr]  # a pipe
         except (BrokenPipeError, ValueError):
-            self._restart(child)
+            self._died(child)
 
     def _listen(self, child: subprocess.Popen[bytes]) -> None:
-        """The child's reports: batches stored (the backlog shrinks), failures to log."""
+        """The child's reports: batches stored (the backlog shrinks), its state, flows it could not store."""
         assert child.stdout is not None
         while (frame := read_frame(child.stdout.fileno())) is not None:
             kind, *args = pickle.loads(frame[0])
             if kind == "written":
+                batches, committed, inserted = args
                 with self._lock:  # the writer thread adds to bytes_out too
-                    for _ in range(min(args[0], len(self._sent))):
+                    for _ in range(min(batches, len(self._sent))):
                         self.sub.bytes_out += self._sent.popleft()[1]
+                    self.report.written += inserted
                 self.sub.failing = False
-                if args[1]:
-                    self.bus.publish(Committed(args[1]))
-            elif kind == "recovered":
-                logger.warning(args[0])
+                self._pause = RESTART_PAUSE
+                if committed:
+                    self.bus.publish(Committed(committed))
+            elif kind == "working":
+                self._status("working", args[0])
             elif kind == "failing":
                 self.sub.failing = True
-                logger.error(f"cannot write captured flows, will retry: {args[0]}")
-            else:  # lost, crashed
-                self.sub.failing = True
+                self._status("failing", f"cannot write captured flows, will retry: {args[0]}")
+            elif kind == "lost":
+                with self._lock:
+                    self.report.lost += args[0]
+                self._status("lost", args[1], args[0])
+            else:  # crashed: it exits next, and is started again
                 logger.error(f"store writer: {args[0]}")
-                if len(args) > 1:
-                    logger.debug(args[1])
-        if not self._stop.is_set():  # died without a word (OOM killer?): nobody may wait for it
-            self.sub.failing = True
+                logger.debug(args[1])
 
-    def _send(self, batch: Pickled, size: int) -> None:
+    def _send(self, batch: Pickled, size: int, flows: int) -> None:
+        """Hand a batch to the child; while there is none (it died, and is started again soon) it waits here."""
+        with self._lock:
+            self._sent.append((batch, size, flows))
+            child = self._child
+        if child is None:
+            return
+        try:
+            write_frame(child.stdin.fileno(), *batch)  # type: ignore[union-attr]  # a pipe
+        except (BrokenPipeError, ValueError):
+            self._died(child)
+
+    def _died(self, child: subprocess.Popen[bytes] | None, why: str | None = None) -> None:
+        """The child is gone: start another after a pause, which doubles while they keep dying."""
+        if child is not None:
+            code = child.wait()
+            if self._listener is not None:
+                self._listener.join()  # its last reports first: they say which batches need not be sent again
+            why = why or f"the store writer exited ({code})"
+        with self._lock:
+            self._child = None
+        self.sub.failing = True  # nobody may wait for the store meanwhile
+        pause, self._pause = self._pause, min(self._pause * 2, RESTART_PAUSE_MAX)
+        self._restart_at = time.monotonic() + pause
+        self._status("failing", f"{why}; restarting it in {pause:g} s; {self._waiting():,} flows wait for it")
+
+    def _supervise(self) -> None:
+        """Notice a child that died between batches, and start the next one when its pause is over."""
         with self._lock:
             child = self._child
-            if child is None:  # given up (logged): nothing to keep it for
-                return
-            self._sent.append((batch, size))
-        try:
-            write_frame(child.stdin.fileno(), *batch)
-        except (BrokenPipeError, ValueError):
-            self._restart(child)
-
-    def _restart(self, child: subprocess.Popen[bytes]) -> None:
-        code = child.wait()
-        if self._listener is not None:
-            self._listener.join()  # its last reports first: they say which batches need not be sent again
-        if self._restarts >= RESTARTS:
-            logger.error(f"store writer exited ({code}) again; flows are no longer stored")
-            self.sub.failing = True
-            with self._lock:
-                self._child = None
-                self._sent.clear()
-            return
-        self._restarts += 1
-        logger.error(f"store writer exited ({code}); restarting it")
-        self._spawn()
+        if child is not None and child.poll() is not None:
+            self._died(child)
+        elif child is None and time.monotonic() >= self._restart_at:
+            self._spawn()
 
     def _finish(self) -> None:
         with self._lock:
             child = self._child
-        if child is None or child.stdin is None:
-            return
-        with contextlib.suppress(BrokenPipeError):
-            child.stdin.close()
-        code = child.wait()
-        if self._listener is not None:
-            self._listener.join()  # its last reports are read before the count below
-        if self._sent:  # the child said why, if it could; make sure the count is in the log
-            logger.error(f"store writer exited ({code}) with {len(self._sent)} batches not confirmed as stored")
+        if child is None:  # it died lately: one more, to store what waits
+            self._spawn()
+            with self._lock:
+                child = self._child
+        if child is not None and child.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                child.stdin.close()
+            child.wait()
+            if self._listener is not None:
+                self._listener.join()  # its last reports are read before the count below
+        if lost := self._waiting():
+            with self._lock:
+                self.report.lost += lost
+                self._sent.clear()
+            self._status("lost", f"{lost:,} flows could not be written to {self.store_path}", lost)
         self._report_stripped()
 
     # --- the thread ---------------------------------------------------------------------------------
@@ -176,11 +222,12 @@ class StoreWriter:
         while True:
             stopping = self._stop.wait(BATCH_INTERVAL)
             try:
+                self._supervise()
                 trimmer.after(self._batch())
                 if stopping and not self.sub.queue:
                     self._finish()
                     return
-            except Exception as e:  # e.g. no child could be started: say so, and never make the proxy wait
+            except Exception as e:  # never make the proxy wait: say so, and go on
                 self.sub.failing = True
                 logger.exception(f"store writer: {e}")
                 if stopping:
@@ -195,16 +242,19 @@ class StoreWriter:
             events = self._strip(events)
         if events:
             size = sum(state_bytes(e) for e in events if isinstance(e, FlowEvent) and e.state is not None)
-            # The bodies stay out of the pickle: copied into it, they held the GIL (2 ms per 60 flows of 64 KB),
-            # and the proxy's thread waited that long at p99 (bench/RESULTS.md, "Bodies beside the pickle").
+            # The bodies stay out of the pickle: copied into it, they held the GIL for milliseconds, and the proxy's
+            # thread waited that long at p99 (bench/RESULTS.md, "Bodies beside the pickle").
             buffers: list[pickle.PickleBuffer] = []
-            payload = pickle.dumps(collapse(events), protocol=5, buffer_callback=buffers.append)
-            self._send((payload, buffers), size)
+            collapsed = collapse(events)
+            payload = pickle.dumps(collapsed, protocol=5, buffer_callback=buffers.append)
+            self._send((payload, buffers), size, len(collapsed[0]))
         return len(events)
 
     def _report_stripped(self) -> None:
         if self._stripped and not self.sub.failing:
-            logger.warning(f"{self._stripped} flows captured while the store failed were stored without bodies")
+            self._status(
+                "working", f"{self._stripped:,} flows captured while the store failed were stored without bodies"
+            )
             self._stripped = 0
 
     def _strip(self, events: list[Any]) -> list[Any]:
@@ -218,14 +268,16 @@ class StoreWriter:
             out.append(e)
         if flows:
             if not self._stripped:
-                held = human.pretty_size(self.hold_limit)
-                logger.error(
-                    f"the store still cannot be written and {held} of flows wait for it: "
-                    "new flows are kept without bodies until it can"
+                held = human.pretty_size(self.sub.unstored)
+                self._status(
+                    "failing",
+                    f"the store still cannot be written and {held} of flows wait for it: new "
+                    "flows are kept without bodies until it can",
                 )
             self._stripped += flows
             with self._lock:  # the listener thread adds to bytes_out too
                 self.sub.bytes_out += size
+                self.report.stripped += flows
         return out
 
 

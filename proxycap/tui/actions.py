@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mitmproxy import http
+from textual.worker import Worker
 
 from proxycap.control.api import Control, Outcome
 from proxycap.control.editing import EditError, request_text
 from proxycap.query.views import ViewSpec
+from proxycap.storage.store import Store
 from proxycap.tui.messages import ActionDone, DeletionAsked, EditorReady
 
-if TYPE_CHECKING:
-    from proxycap.tui.app import ProxycapApp
+
+class ActionsApp(Protocol):
+    """What ``Actions`` uses of the app: its workers' store connection, Textual's workers and messages."""
+
+    worker_store: Store
+    run_worker: Callable[..., Worker[Any]]
+    post_message: Callable[..., bool]
 
 
 class Actions:
-    def __init__(self, app: ProxycapApp, control: Control | None) -> None:
+    def __init__(self, app: ActionsApp, control: Control | None) -> None:
         self.app = app
         self.control = control
 

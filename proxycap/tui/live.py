@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from textual.timer import Timer
 from textual.worker import Worker, get_current_worker
@@ -20,18 +20,20 @@ from proxycap.capture.bus import Committed, LogEvent
 from proxycap.control.api import Feed
 from proxycap.query.views import Found, ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 from proxycap.runtime import gcsettle, switching
-from proxycap.tui.chrome.clients import ClientRow, client_rows
+from proxycap.storage.store import Store
+from proxycap.tui.chrome.clients import ClientRow, ClientsPanel, ReverseDNS, client_rows
+from proxycap.tui.chrome.filter_bar import FilterBar
 from proxycap.tui.chrome.screens import EventRow
-from proxycap.tui.flows.model import Change
+from proxycap.tui.chrome.status import Status, StatusBar
+from proxycap.tui.flows.flow_list import FlowList
+from proxycap.tui.flows.model import Change, FlowView
+from proxycap.tui.inspector.panel import Inspector
 from proxycap.tui.messages import ClientsLoaded, RowsFound, RowsResorted
-
-if TYPE_CHECKING:
-    from proxycap.tui.app import ProxycapApp
 
 TICK = 0.1  # seconds between feed drains, at the most
 # The UI shares the GIL with the proxy it watches: while flows stream in, each tick's redraw of the whole list
 # costs tens of ms, so ticks are spaced to keep the UI thread under this share of a core (keys still answer at
-# once; only the live updates slow down), down to one a second. 5 % rather than 10 %: +7-9 % of the proxy's
+# once; only the live updates slow down), down to one a second. 5 % rather than 10 %: more of the proxy's
 # throughput under full load (bench/RESULTS.md, "Live updates under load"), for a list scrolling 2-4 times a second.
 UI_SHARE = 0.05
 MAX_TICK = 1.0
@@ -52,11 +54,33 @@ def tick_interval(cpu: float, rate: float) -> float:
     return BUSY_TICK if rate >= BUSY_RATE else min(MAX_TICK, max(TICK, cpu / UI_SHARE))
 
 
+class LiveApp(Protocol):
+    """What ``Live`` uses of the app: its stores, its parts, and Textual's timers, workers and messages."""
+
+    view: FlowView
+    store: Store  # the UI thread's connection
+    worker_store: Store  # the workers'
+    resolver: ReverseDNS
+    status: Status
+    flows: FlowList
+    filter_bar: FilterBar
+    clients: ClientsPanel
+    inspector: Inspector
+    status_bar: StatusBar
+    run_worker: Callable[..., Worker[Any]]
+    set_timer: Callable[..., Timer]
+    set_interval: Callable[..., Timer]
+    call_after_refresh: Callable[..., bool]
+    post_message: Callable[..., bool]
+
+    def log_lines(self, lines: list[EventRow]) -> None: ...
+
+
 class Live:
     """The app's view of the capture, kept current: loads, ticks, client counts. Owned by the app, which forwards
     the workers' messages to it."""
 
-    def __init__(self, app: ProxycapApp, feed: Feed | None) -> None:
+    def __init__(self, app: LiveApp, feed: Feed | None) -> None:
         self.app = app
         self.view = app.view
         self.feed = feed

@@ -19,6 +19,8 @@ from textual.reactive import Reactive
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
+from proxycap.paths import private_dir
+
 DEBOUNCE = 0.3  # seconds of no typing before the filter is applied
 HISTORY_SIZE = 100  # filters kept in the history file
 PLACEHOLDER = "filter: text in the URL, or an expression like ~d example.com & ~c 500 (? for help)"
@@ -39,7 +41,7 @@ def save_history(path: Path | None, history: list[str]) -> None:
     if path is None:
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(fd, "w", encoding="utf-8") as f:
             f.write("".join(f"{line}\n" for line in history[-HISTORY_SIZE:]))

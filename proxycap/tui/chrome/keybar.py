@@ -1,10 +1,10 @@
 """The key bar at the bottom of each screen: the keys the focused widget and the app offer now.
 
-Textual's ``Footer`` shows the same bindings, but it unmounts and mounts a widget per key each time they may
-have changed (every focus move, the inspector opening or closing), restyling each key twice and reflowing the
-whole screen: beside a busy proxy that was a large share of a keypress's time to the next frame
-(bench/RESULTS.md). This bar is one line of text, redrawn only when what it shows changes; a click on a key
-presses it, as with ``Footer``.
+Textual's ``Footer`` shows the same bindings, but it unmounts and mounts a widget per key each time they may have
+changed (every focus move, the inspector opening or closing), restyling each key twice and reflowing the whole
+screen: beside a busy proxy that was a large share of a keypress's time to the next frame (bench/RESULTS.md, "Key
+frames"). This bar is one line of text, redrawn only when what it shows changes; a click on a key presses it, as
+with ``Footer``.
 """
 
 from __future__ import annotations
