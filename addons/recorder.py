@@ -7,6 +7,7 @@ runs on the proxy's event loop, so each does O(1) work: summarise, publish, retu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -17,7 +18,9 @@ from mitmproxy.utils import human
 
 from proxycap.capture.bus import Bus, ClientEvent, FlowEvent, LogEvent
 from proxycap.capture.flowstate import ConnectionStates
-from proxycap.capture.summary import peer, summarize
+from proxycap.capture.hints import upstream_tls_hint
+from proxycap.capture.processes import ProcessNames, is_local, local_addresses
+from proxycap.capture.summary import META_LOCAL, META_PROCESS, peer, summarize
 from proxycap.internals.mitmproxy import snapshot
 
 BACKLOG_POLL = 0.01  # seconds between looks at the store's backlog while flows wait for it
@@ -34,6 +37,10 @@ DEFAULT_BACKLOG = "32m"
 CA_HINT = "run `proxycap ca` for how to trust proxycap's CA on that device"
 STOPPED = "proxycap stopped before this flow finished"
 
+LOOKING_UP = "…"  # a client connection's program while it is being looked up
+
+Publish = tuple[Any, http.HTTPFlow, bool]  # an event held back: (kind, flow, with_state)
+
 
 class Recorder:
     def __init__(self, bus: Bus) -> None:
@@ -48,8 +55,20 @@ class Recorder:
         self._live: dict[str, http.HTTPFlow] = {}
         self._websockets: dict[str, http.HTTPFlow] = {}
         self._ended: set[str] = set()  # ended here at shutdown: what mitmproxy says of them afterwards is not kept
+        # Local clients' programs: client id → "name (pid)" or LOOKING_UP; their events wait while it is looked up.
+        self._names = ProcessNames(self._named_from_thread)
+        self._local: frozenset[str] = frozenset()
+        self._process: dict[str, str] = {}
+        self._held: dict[str, list[Publish]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def load(self, loader: Any) -> None:
+        loader.add_option(
+            "proxycap_processes",
+            bool,
+            True,
+            "Name local clients by the program that opened the connection (process name and PID).",
+        )
         loader.add_option(
             "proxycap_backlog",
             str,
@@ -69,8 +88,15 @@ class Recorder:
                 raise exceptions.OptionsError("proxycap_backlog must be a size above zero, such as 32m")
             self._backlog_limit = limit
 
+    def running(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._local = local_addresses()
+
     def done(self) -> None:
+        self._names.close()
         self.end_in_flight(STOPPED)
+        for client_id in list(self._held):  # names that did not come in time: stored without them
+            self._release(client_id, None)
 
     def in_flight(self) -> int:
         """HTTP flows still waiting for their response (open WebSockets do not count: they may last for ever)."""
@@ -92,19 +118,31 @@ class Recorder:
     def _publish(self, kind: Any, f: http.HTTPFlow, with_state: bool = True) -> Awaitable[None] | None:
         """Publish; if the store is behind, return an awaitable that mitmproxy awaits before the flow goes on.
 
-        Hooks stay synchronous (cheaper for mitmproxy to call) unless there is something to wait for.
+        Hooks stay synchronous (cheaper for mitmproxy to call) unless there is something to wait for. A flow whose
+        client's program is still being looked up is published when the name comes (it does not wait for it).
         """
         if f.id in self._ended:  # ended at shutdown: mitmproxy's later word on it is not the reason
             return None
         if (pending := self._requests.pop(f.id, None)) is not None:  # this event says more than the request's
             pending[1].cancel()
+        if META_LOCAL in f.metadata:  # proxycap's own answer (setup page, refusal): not traffic
+            return None
+        process = self._process.get(f.client_conn.id)
+        if process is LOOKING_UP:
+            self._held.setdefault(f.client_conn.id, []).append((kind, f, with_state))
+        else:
+            if process is not None:
+                f.metadata[META_PROCESS] = process
+            self._send(kind, f, with_state)
+        if with_state and self.bus.backlog() > self._backlog_limit:
+            return self._wait_for_store()  # a held flow waits too: the store is behind whatever the name
+        return None
+
+    def _send(self, kind: Any, f: http.HTTPFlow, with_state: bool) -> None:
         state = snapshot(f, self._conns) if with_state else None
         # With only the store writer listening, its child makes the summary from the state (record: +5 % req/s).
         summary = summarize(f) if state is None or self.bus.wants_summaries else None
         self.bus.publish(FlowEvent(kind, f.id, summary, state))
-        if with_state and self.bus.backlog() > self._backlog_limit:
-            return self._wait_for_store()
-        return None
 
     async def _wait_for_store(self) -> None:
         while self.bus.backlog() > self._backlog_limit // 2:
@@ -113,9 +151,12 @@ class Recorder:
     # --- HTTP -----------------------------------------------------------------------------------
 
     def requestheaders(self, f: http.HTTPFlow) -> None:
-        self._live[f.id] = f
+        if META_LOCAL not in f.metadata:
+            self._live[f.id] = f
 
     def request(self, f: http.HTTPFlow) -> None:
+        if META_LOCAL in f.metadata:
+            return
         timer = asyncio.get_running_loop().call_later(REQUEST_DELAY, self._publish_request, f)
         self._requests[f.id] = (f, timer)
 
@@ -175,15 +216,61 @@ class Recorder:
     def client_connected(self, client: connection.Client) -> None:
         ip, port = peer(client.peername)
         self.bus.publish(ClientEvent(time.time(), ip, port, connected=True))
+        if port is not None and client.sockname and ctx.options.proxycap_processes and is_local(ip, self._local):
+            self._process[client.id] = LOOKING_UP
+            self._names.lookup(client.id, (ip, port), client.sockname)
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._connects.pop(client.id, None)
-        self._conns.forget(client)
+        if client.id not in self._held:  # else its held events still need it (and the connections' states)
+            self._process.pop(client.id, None)
+            self._conns.forget(client)
         ip, port = peer(client.peername)
         self.bus.publish(ClientEvent(time.time(), ip, port, connected=False))
 
     def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
         self._conns.forget(data.server)
+
+    # --- client programs ------------------------------------------------------------------------
+
+    def _named_from_thread(self, names: dict[str, str | None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: done() released what was held
+                loop.call_soon_threadsafe(self._named, names)
+
+    def _named(self, names: dict[str, str | None]) -> None:
+        for client_id, name in names.items():
+            if self._process.get(client_id) is LOOKING_UP:
+                self._release(client_id, name)
+
+    def _release(self, client_id: str, name: str | None) -> None:
+        """A client's program is known (or will not be): publish what waited for it, in order."""
+        if name:
+            self._process[client_id] = name
+        else:
+            self._process.pop(client_id, None)
+        held = self._held.pop(client_id, [])
+        for kind, f, with_state in held:
+            if name:
+                f.metadata[META_PROCESS] = name
+            self._send(kind, f, with_state)
+        client = held[-1][1].client_conn if held else None
+        if client is not None and client.timestamp_end is not None:  # it closed while its events waited
+            self._process.pop(client_id, None)
+            self._conns.forget(client)
+            for _, f, _ in held:
+                if f.server_conn.timestamp_end is not None:
+                    self._conns.forget(f.server_conn)
+
+    def tls_failed_server(self, data: tls.TlsData) -> None:
+        """mitmproxy logs only the error; say what to do about an origin whose certificate cannot be verified."""
+        server = data.conn
+        reason = server.error or "handshake failed"
+        where = server.sni or (human.format_address(server.address) if server.address else "?")
+        hint = upstream_tls_hint(reason)
+        message = f"TLS handshake with server {where} failed: {reason}" + (f"; {hint}" if hint else "")
+        self.bus.publish(LogEvent(time.time(), "WARNING", message, peer(data.context.client.peername)[0] or None))
 
     def tls_failed_client(self, data: tls.TlsData) -> Awaitable[None] | None:
         """Record the failed tunnel as a flow with an error, so the user sees which device lacks the CA."""

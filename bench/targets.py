@@ -310,6 +310,8 @@ class Target:
             f"ssl_verify_upstream_trusted_ca={e.origin_ca}",
             "--log-file",
             str(e.workdir / f"{self.tag}.log"),
+            "--allow",  # the loads come from loopback aliases (127.0.2.x), each a device of its own
+            "127.0.0.0/8",
         ]
         return {
             "mitmdump": lambda: [e.tool("mitmdump"), "-q", *mitm],

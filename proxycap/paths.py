@@ -1,5 +1,5 @@
-"""Default locations (captures, exports, logs, the filter history, the rules: platformdirs' data, state and config
-folders), and files only their owner can read."""
+"""Default locations (captures, exports, logs, the filter history, the rules and settings: platformdirs' data, state
+and config folders), and files only their owner can read."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def default_log_file() -> Path:
 
 def filter_history() -> Path:
     return Path(platformdirs.user_state_dir(APP)) / "filter-history"
+
+
+def settings_file() -> Path:
+    """The capture settings kept across runs (the clients allowed with "allow and remember")."""
+    return Path(platformdirs.user_config_dir(APP)) / "settings.toml"
 
 
 def private_dir(path: Path) -> None:
@@ -56,3 +61,18 @@ def default_rules() -> Path:
 def exports_dir() -> Path:
     """Where copies too big for the clipboard, and the bodies a copied command reads, are written."""
     return Path(platformdirs.user_data_dir(APP)) / "exports"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` at once (readers see the old file or the new one) with a file its owner only can read, in a
+    private folder."""
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -123,8 +123,11 @@ class Proxy:
         raise AssertionError(f"expected {n} flows in the store, found {len(rows)}: {rows}")
 
 
-def start_proxy(tmp_path: Path, confdir: Path, pki: TestPKI, **config: Any) -> Proxy:
-    sets = [f"ssl_verify_upstream_trusted_ca={pki.ca_pem}", *config.pop("sets", [])]
+def start_proxy(tmp_path: Path, confdir: Path, pki: TestPKI, trusted_ca: str | None = None, **config: Any) -> Proxy:
+    """A capture session on an ephemeral loopback port, trusting the test origins' CA (or ``trusted_ca``) upstream.
+    Loopback aliases (127.0.0.2, …) play devices: all are allowed unless ``allow`` says otherwise."""
+    sets = [f"ssl_verify_upstream_trusted_ca={trusted_ca or pki.ca_pem}", *config.pop("sets", [])]
+    config.setdefault("allow", ["127.0.0.0/8"])
     cfg = EngineConfig(listen_port=0, confdir=str(confdir), sets=sets, **config)
     store_path = tmp_path / "captures.db"
     session = CaptureSession(cfg, store_path, tmp_path / "proxycap.log")
@@ -155,3 +158,14 @@ def proxy_with(tmp_path: Path, confdir: Path, pki: TestPKI) -> Iterator[Callable
     finally:
         for p in started:
             p.session.stop()
+
+
+@pytest.fixture
+def gated(tmp_path: Path, confdir: Path, pki: TestPKI) -> Iterator[Proxy]:
+    """A proxy that allows one loopback alias, 127.0.0.2, besides this machine: 127.0.0.3 plays a device that is not
+    allowed. Clients allowed and remembered go to its own settings file."""
+    p = start_proxy(tmp_path, confdir, pki, allow=["127.0.0.2"], settings=str(tmp_path / "config" / "settings.toml"))
+    try:
+        yield p
+    finally:
+        p.session.stop()

@@ -9,10 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. `addons` (top-level folder, shipped as proxycap.addons) translate mitmproxy's hooks into capture's
-# events; the control layer wires them into a session.
+# events; the control layer wires them into a session. `rules` (the rules' model and file) serve the rules addon;
+# `devices` (getting clients onto the proxy) serves the setup addon, the CLI and the TUI.
 LAYERS = (
-    "paths", "runtime", "internals", "capture", "rules", "addons", "storage", "query", "exchange", "control", "tui",
-    "cli",
+    "paths", "runtime", "internals", "capture", "rules", "devices", "addons", "storage", "query", "exchange",
+    "control", "tui", "cli",
 )  # fmt: skip
 
 

@@ -206,3 +206,14 @@ class Bus:
                 sub.put(light)
             else:  # subscribed after the publisher looked: it catches up from the store, as a lagging one does
                 sub.lagged = True
+
+
+@dataclasses.dataclass(slots=True)
+class ClientRefusedEvent:
+    """A client that is not allowed asked the proxy for something (once per address and session): it got a 403 page,
+    and the UI may offer to allow it (``Access.allow``) or deny it."""
+
+    ts: float
+    client_ip: str
+    request: str  # its first request, such as "GET http://example.com/" or "CONNECT example.com:443"
+    kind: Literal["refused"] = "refused"

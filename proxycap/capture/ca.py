@@ -86,5 +86,7 @@ Python (requests, httpx, pip):
   export SSL_CERT_FILE={pem} REQUESTS_CA_BUNDLE={pem}
 Node.js:
   export NODE_EXTRA_CA_CERTS={pem}
-Phones and other devices: set the Wi-Fi proxy to this machine (start proxycap with --listen-host 0.0.0.0
-  --allow <your LAN>), then open http://mitm.it in the device's browser and follow the steps for its OS."""
+Programs and browsers on this machine, without any of the above: proxycap run -- CMD, eval "$(proxycap env)",
+  proxycap browser
+Phones and other devices: start proxycap with --listen-host 0.0.0.0 --allow <your LAN>, then run proxycap setup
+  (a QR code that opens the setup page with the CA, and the steps for each OS)."""

@@ -55,6 +55,8 @@ class EngineConfig:
     rules: str = ""  # the rules file; empty: none
     throttle: str = ""  # a profile for all traffic (a rate in KB/s or a preset); empty: none
     latency: int = 0  # ms added to each request
+    proxyauth: str | None = None  # mitmproxy's proxyauth: "user:pass", "any", "@htpasswd"
+    settings: str = ""  # the settings file: clients allowed and remembered (none: nothing is remembered)
 
 
 class _Ready:
@@ -177,7 +179,13 @@ class Engine:
                 proxycap_throttle=cfg.throttle,
                 proxycap_latency=cfg.latency,
                 proxycap_rules=cfg.rules,
+                proxycap_settings=cfg.settings,
             )
+            if cfg.proxyauth:
+                try:
+                    opts.update(proxyauth=cfg.proxyauth)
+                except exceptions.OptionsError as e:
+                    raise exceptions.OptionsError(f"--proxyauth: {e} (user:pass, any, or @htpasswd-file)") from None
             if cfg.allow:
                 opts.update(block_global=False)  # proxycap's allow-list is the gate now
             opts.update(mode=cfg.modes)

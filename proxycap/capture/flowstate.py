@@ -58,3 +58,21 @@ def split(state: State) -> tuple[State, State, State]:
 
 def join(rest: State, client: State, server: State) -> State:
     return {**rest, "client_conn": client, "server_conn": server}
+
+
+PROXY_CREDENTIALS = b"proxy-authorization"
+
+
+def without_credentials(state: State) -> State:
+    """A flow's state without proxy credentials, which are never stored: the client's ``Proxy-Authorization`` header,
+    right or wrong (mitmproxy's proxyauth removes only a right one), one added for an upstream proxy, and the user and
+    password proxyauth keeps in the metadata. ``state`` itself is left as it is."""
+    request = state.get("request")
+    headers = request.get("headers", ()) if request else ()
+    if any(name.lower() == PROXY_CREDENTIALS for name, _ in headers):
+        kept = tuple((name, value) for name, value in headers if name.lower() != PROXY_CREDENTIALS)
+        state = {**state, "request": {**request, "headers": kept}}
+    metadata = state.get("metadata")
+    if metadata and "proxyauth" in metadata:
+        state = {**state, "metadata": {k: v for k, v in metadata.items() if k != "proxyauth"}}
+    return state

@@ -15,8 +15,8 @@ from proxycap.capture.bus import Bus, LogEvent
 from proxycap.capture.summary import peer
 from proxycap.paths import private_dir
 
-# The recorder reports these itself, tied to the flow and with a hint on trusting the CA.
-REPORTED_BY_RECORDER = ("Client TLS handshake failed",)
+# The recorder reports these itself, with a hint: on trusting proxycap's CA (client), or the origin's (server).
+REPORTED_BY_RECORDER = ("Client TLS handshake failed", "Server TLS handshake failed")
 # mitmproxy logs each connection's open and close at INFO: four lines per request when clients do not keep
 # connections alive, formatted and written on the proxy's thread (~2 % of its time), and at 150 connections a
 # second they would rotate the warnings out of the 5 MB file within minutes. The store already counts

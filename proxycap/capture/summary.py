@@ -13,6 +13,10 @@ from mitmproxy import http
 META_REPLAY_OF = "proxycap.replay_of"
 META_STREAMED = "proxycap.streamed"  # {"request": n|None, "response": n|None}: bodies not captured
 META_MODIFIED = "proxycap.modified"  # ["rule 'name': what it did", "breakpoint: …"]: what changed it in flight
+META_PROCESS = "proxycap.process"  # the local program that opened the client connection, "name (pid)"
+# Answered by proxycap itself, not traffic, so not recorded: "setup" (its setup page and CA) or "refused" (a 403 for a
+# client that is not allowed).
+META_LOCAL = "proxycap.local"
 
 # Columns of a summary, in the order the store and ``proxycap flows --json`` use.
 FIELDS: tuple[str, ...] = (
@@ -172,7 +176,7 @@ def summarize(flow: http.HTTPFlow, state: str | None = None) -> dict[str, Any]:
         "ws_messages": len(ws.messages) if ws else 0,
         "streamed": ",".join(sorted(streamed)) or None,
         "state": state,
-        "process": None,
+        "process": flow.metadata.get(META_PROCESS),
         "source": None,
         "modified": "; ".join(modified) if (modified := flow.metadata.get(META_MODIFIED)) else None,
         "intercepted": flow.intercepted,

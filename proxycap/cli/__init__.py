@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from proxycap import __version__
 from proxycap.capture.ca import CAError
 from proxycap.capture.engine import EngineError
-from proxycap.cli import ca, capture, exchange, flows
+from proxycap.cli import ca, capture, devices, exchange, flows
 from proxycap.cli.common import UserError
 from proxycap.storage.store import StoreError
 
-COMMANDS = (capture, flows, exchange, ca)  # each adds its subcommands, in the order --help lists them
+COMMANDS = (capture, devices, flows, exchange, ca)  # each adds its subcommands, in the order --help lists them
 
 EXAMPLES = """\
 examples:
@@ -24,6 +24,8 @@ examples:
   proxycap export -o capture.har        every stored flow as HAR (or .saz, .mitm, .sh, .jsonl)
   proxycap import capture.har           a HAR, SAZ or mitmproxy flow file into the store
   proxycap ca                           where the CA is and how to trust it
+  proxycap setup                        a phone onto the proxy: its address, a QR code, steps per platform
+  proxycap run -- curl https://example.com/   one command through the proxy, trusting its CA
 """
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from proxycap import __version__
-from proxycap.capture.bus import FlowEvent, StoreStatus, Subscription
+from proxycap.capture.bus import ClientRefusedEvent, FlowEvent, StoreStatus, Subscription
 from proxycap.cli.common import add_proxy_options, add_traffic_options, client_ip, engine_config, on_signal, wait_for
 from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.runtime import gcsettle
@@ -51,13 +51,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_record(args: argparse.Namespace) -> int:
     """Exit status 0, or 1 when captured flows could not be stored (the terminal said which, as it happened)."""
     from proxycap.control.session import CaptureSession
+    from proxycap.devices.lan import listening_note
     from proxycap.query.fmt import flow_line
     from proxycap.runtime import switching
 
     stopping = on_signal()
     session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
-    # The store's state always reaches the terminal; each flow unless -q (then the proxy makes no summaries).
-    kinds = (StoreStatus,) if args.quiet else (StoreStatus, FlowEvent)
+    # The store's state and refused clients always reach the terminal; each flow unless -q (then the proxy makes no
+    # summaries).
+    kinds = (StoreStatus, ClientRefusedEvent) if args.quiet else (StoreStatus, ClientRefusedEvent, FlowEvent)
     terminal = session.bus.subscribe("record-terminal", limit=100_000, kinds=kinds)
     session.start()
     gcsettle.settle()
@@ -66,6 +68,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     say(f"proxycap {__version__} listening on {addrs}, recording to {session.store_path}")
     for warning in session.warnings:
         say(f"warning: {warning}")
+    if note := listening_note(session.engine.listen_addrs, session.access.describe()):
+        say(note)
     done = threading.Event()
     printing = threading.Thread(target=_print_events, args=(terminal, flow_line, done), daemon=True)
     printing.start()
@@ -98,6 +102,11 @@ def _print_events(sub: Subscription, line: Callable, done: threading.Event) -> N
             elif isinstance(ev, StoreStatus):
                 sys.stdout.flush()
                 say(f"proxycap: store: {ev.message}")
+            elif isinstance(ev, ClientRefusedEvent):
+                say(
+                    f"refused client {ev.client_ip} ({ev.request}): not allowed; to let it in, start proxycap with "
+                    f"--allow {ev.client_ip}"
+                )
         sys.stdout.flush()
         if stopping:
             return

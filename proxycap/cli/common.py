@@ -11,7 +11,7 @@ from mitmproxy.utils import human
 
 from proxycap.capture.engine import DEFAULT_CONFDIR, DEFAULT_MAX_BODY, EngineConfig
 from proxycap.capture.summary import is_ip
-from proxycap.paths import default_log_file, default_rules, default_store
+from proxycap.paths import default_log_file, default_rules, default_store, settings_file
 from proxycap.rules import profiles
 
 
@@ -56,6 +56,11 @@ def add_proxy_options(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NETWORK",
         help="also allow clients from this network/address besides loopback (e.g. 192.168.1.0/24, any)",
+    )
+    g.add_argument(
+        "--proxyauth",
+        metavar="USER:PASS",
+        help="require these proxy credentials (407 without them); also 'any', or @FILE for an htpasswd file",
     )
     g.add_argument(
         "--max-body",
@@ -143,6 +148,8 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         rules=str(rules),
         throttle=throttle,
         latency=latency,
+        proxyauth=args.proxyauth,
+        settings=str(settings_file()),
     )
 
 

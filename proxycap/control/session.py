@@ -17,6 +17,7 @@ from proxycap.addons.access import Access
 from proxycap.addons.breakpoints import Breakpoints
 from proxycap.addons.recorder import STOPPED, Recorder
 from proxycap.addons.rules import Rules
+from proxycap.addons.setup import SetupServer
 from proxycap.addons.throttle import Throttle
 from proxycap.capture.bus import Bus
 from proxycap.capture.engine import Engine, EngineConfig, EngineError
@@ -38,13 +39,16 @@ class CaptureSession:
         self.store_path = store_path.expanduser()
         self.log_file = log_file
         self.recorder = Recorder(self.bus)
-        self.access = Access()
+        self.access = Access(self.bus)  # who may use the proxy: allow and deny at runtime, from any thread
         self.rules = Rules()
         self.throttle = Throttle()
         self.breakpoints = Breakpoints()
-        # In this order: a refused client goes no further; what rules, throttling and breakpoints change in a hook is
-        # recorded by the recorder's handler for that hook.
-        self.engine = Engine(config, [self.access, self.rules, self.throttle, self.breakpoints, self.recorder])
+        # In this order: the setup pages answer before the access check (devices not allowed yet fetch the CA); a
+        # refused client goes no further (neither recorded nor counted); what rules, throttling and breakpoints change
+        # in a hook is recorded by the recorder's handler for that hook.
+        self.engine = Engine(
+            config, [SetupServer(), self.access, self.rules, self.throttle, self.breakpoints, self.recorder]
+        )
         self.writer: StoreWriter | None = None
         self.control: LocalControl | None = None
         self.warnings: list[str] = []  # said once at start, for the terminal or the UI

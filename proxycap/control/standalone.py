@@ -13,7 +13,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions
 
-from proxycap.addons.recorder import STOPPED, Recorder
+from proxycap.addons.recorder import Recorder
 from proxycap.capture.bus import Bus
 from proxycap.capture.summary import count_streamed
 from proxycap.internals.mitmproxy import count_streamed_bodies
@@ -47,7 +47,7 @@ class StandaloneRecording:
             raise exceptions.OptionsError(str(e)) from None
 
     def done(self) -> None:
-        self.recorder.end_in_flight(STOPPED)  # this hook runs before its children's: the flows in flight first
+        self.recorder.done()  # this hook runs before its children's: what the recorder holds goes to the writer first
         if self.writer:
             self.writer.stop()
             self.writer = None

@@ -355,7 +355,7 @@ class Store:
                     row = db.execute(_INSERT, [summary.get(c) for c in COLUMNS]).fetchone()
                 written.append((summary["id"], row[0], summary["state"], new))
                 if state is not None:
-                    rest, client, server = flowstate.split(state)
+                    rest, client, server = flowstate.split(flowstate.without_credentials(state))
                     self._write_connection(db, client)
                     self._write_connection(db, server)
                     db.execute(
