@@ -1,9 +1,11 @@
 """The control API: everything a UI asks of a running capture, with plain data in and out.
 
 A UI reads flows from the store itself; whatever changes the capture (replay, send an edited request, delete, mark,
-name a client) goes through here, and so does hearing what the store committed. ``LocalControl`` serves it inside the
-capture's own process; a UI in another process gets the same calls over a control channel. Calls may block (a replay
-waits for the engine's loop): call them from a worker thread, never from a UI's event loop.
+name a client, breakpoints, rules, client approval) goes through here, and so does hearing what the store committed.
+``LocalControl`` serves it inside the capture's own process; a UI in another process gets the same calls over a
+control channel. So every method takes and returns plain data only: str, int, float, bool, None, lists and dicts of
+them, and ``Outcome``. Calls may block (a replay waits for the engine's loop): call them from a worker thread, never
+from a UI's event loop.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from mitmproxy import http
 
@@ -69,13 +71,26 @@ class Control(Protocol):
         ...
 
 
-class LocalControl:
-    """The control API in the capture's own process: a capture session's engine, store and bus."""
+class Capture(Protocol):
+    """What ``LocalControl`` drives: a capture session's parts."""
 
-    def __init__(self, engine: Engine, bus: Bus, store_path: Path) -> None:
-        self.engine = engine
-        self.bus = bus
-        self.store = Store(store_path)  # its own connection: calls come from UI worker threads
+    engine: Engine
+    bus: Bus
+    store_path: Path
+    access: Any  # addons.access.Access
+    rules: Any  # addons.rules.Rules
+    throttle: Any  # addons.throttle.Throttle
+    breakpoints: Any  # addons.breakpoints.Breakpoints
+
+
+class LocalControl:
+    """The control API in the capture's own process."""
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+        self.engine = capture.engine
+        self.bus = capture.bus
+        self.store = Store(capture.store_path)  # its own connection: calls come from UI worker threads
 
     def close(self) -> None:
         self.store.close()

@@ -67,7 +67,7 @@ class CaptureSession:
             self.writer.stop()
             self.writer = None
             raise
-        self.control = LocalControl(self.engine, self.bus, self.store_path)
+        self.control = LocalControl(self)
         if readable_by_others(self.store_path):
             self.warnings.append(
                 f"{self.store_path} is readable by other users, and captures hold passwords and cookies: "
