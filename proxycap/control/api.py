@@ -17,13 +17,14 @@ from typing import Any, Protocol
 
 from mitmproxy import http
 
-from proxycap.capture.bus import Bus, Committed, Event, LogEvent
+from proxycap.capture.bus import Bus, Committed, Event, LogEvent, StoreStatus
 from proxycap.capture.engine import Engine, EngineError
 from proxycap.capture.summary import META_REPLAY_OF
 from proxycap.control.editing import EditError, edited
 from proxycap.storage.store import Store
 
-FEED_KINDS = (Committed, LogEvent)  # what a UI hears: the store's changes and the log lines worth showing
+# What a UI hears: the store's changes, the log lines worth showing, the store's state.
+FEED_KINDS = (Committed, LogEvent, StoreStatus)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ class Status:
     rate: float = 0.0
     warnings: int = 0
     ca_hint: bool = True
+    store_problem: str | None = None  # the store cannot be written now: why
+    lost: int = 0  # flows the store could not keep, this session
 
 
 def render(s: Status) -> Text:
@@ -36,6 +38,10 @@ def render(s: Status) -> Text:
     parts.append(Text(f"{'…' if s.shown is None else format(s.shown, ',')} shown / {s.total:,} flows"))
     if s.listen is not None:
         parts.append(Text(f"{s.rate:.1f} req/s"))
+    if s.store_problem:
+        parts.append(Text(f"⚠ store: {s.store_problem}", Style(color="red", bold=True)))
+    if s.lost:
+        parts.append(Text(f"⚠ {s.lost:,} flows not stored (l: log)", Style(color="red", bold=True)))
     if s.warnings:
         parts.append(Text(f"⚠ {s.warnings} (l: log)", Style(color="yellow")))
     if s.ca_hint and s.listen is not None:
