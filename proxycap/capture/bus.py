@@ -114,6 +114,7 @@ class Subscription:
         self.summaries = FlowEvent in kinds and not with_state
         self.queue: collections.deque[Event] = collections.deque()
         self.lagged = False
+        self.ended = False  # in the publisher's own process it never ends before the subscriber closes it
         # Bytes of flow state received (written by the publisher alone: no lock) and stored or given up (the
         # subscriber's to keep). ``failing``: storing is broken, so waiting for it would stop the proxy.
         self.bytes_in = 0

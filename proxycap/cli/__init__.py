@@ -12,6 +12,7 @@ from proxycap.capture.ca import CAError
 from proxycap.capture.engine import EngineError
 from proxycap.cli import ca, capture, devices, exchange, flows
 from proxycap.cli.common import UserError
+from proxycap.control.server import ControlError
 from proxycap.storage.store import StoreError
 
 COMMANDS = (capture, devices, flows, exchange, ca)  # each adds its subcommands, in the order --help lists them
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `proxycap flows | head` is fine
         sys.stderr.close()  # (and so is the flush at exit that fails the same way)
         return 0
-    except (UserError, StoreError, EngineError, CAError, ValueError, OSError) as e:
+    except (UserError, StoreError, EngineError, CAError, ControlError, ValueError, OSError) as e:
         print(f"proxycap: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,12 +8,16 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxycap import __version__
 from proxycap.capture.bus import ClientRefusedEvent, FlowEvent, StoreStatus, Subscription
 from proxycap.cli.common import add_proxy_options, add_traffic_options, client_ip, engine_config, on_signal, wait_for
 from proxycap.paths import default_log_file, default_store, filter_history
 from proxycap.runtime import gcsettle
+
+if TYPE_CHECKING:
+    from proxycap.control.server import ControlServer
 
 # Textual's settings that `proxycap tui` changes, unless the environment says (read once, when Textual is imported):
 TEXTUAL_ENV = {
@@ -39,13 +43,33 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="browse an earlier capture read-only (no proxy): a store, or a .har, .saz or mitmproxy flow file",
     )
+    tui.add_argument(
+        "--attach",
+        nargs="?",
+        const="",
+        metavar="ADDR",
+        help="open a window on a running proxycap record or tui instead of starting a proxy; ADDR: its port or "
+        "control socket (default: the one running), or HOST:PORT of its --control-port with PROXYCAP_TOKEN set",
+    )
+    add_control_option(tui)
     tui.set_defaults(run=cmd_tui)
 
     rec = sub.add_parser("record", help="run a headless recording proxy")
     add_proxy_options(rec)
     add_traffic_options(rec)
     rec.add_argument("-q", "--quiet", action="store_true", help="don't print a line per flow")
+    add_control_option(rec)
     rec.set_defaults(run=cmd_record)
+
+
+def add_control_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--control-port",
+        type=int,
+        metavar="PORT",
+        help="also offer the control API (for tui --attach) on 127.0.0.1:PORT, with a token it prints (0: any port); "
+        "it is always offered on a Unix socket only you can use",
+    )
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -56,7 +80,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     from proxycap.runtime import switching
 
     stopping = on_signal()
-    session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
+    session = CaptureSession(
+        engine_config(args), args.store or default_store(), args.log_file or default_log_file(), args.control_port
+    )
     # The store's state and refused clients always reach the terminal; each flow unless -q (then the proxy makes no
     # summaries).
     kinds = (StoreStatus, ClientRefusedEvent) if args.quiet else (StoreStatus, ClientRefusedEvent, FlowEvent)
@@ -68,6 +94,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     say(f"proxycap {__version__} listening on {addrs}, recording to {session.store_path}")
     for warning in session.warnings:
         say(f"warning: {warning}")
+    if session.server is not None and session.server.token is not None:  # the Unix socket is found on its own
+        say(control_line(session.server))
     if note := listening_note(session.engine.listen_addrs, session.access.describe()):
         say(note)
     done = threading.Event()
@@ -86,6 +114,14 @@ def cmd_record(args: argparse.Namespace) -> int:
         line += f"; {report.lost:,} flows could not be written (see the log: {session.log_file})"
     say(line)
     return 1 if report.lost else 0
+
+
+def control_line(server: ControlServer) -> str:
+    """Where windows attach (``proxycap tui --attach``)."""
+    line = f"windows attach with: proxycap tui --attach {server.path}"
+    if server.token is not None:
+        line += f" (or PROXYCAP_TOKEN={server.token} proxycap tui --attach 127.0.0.1:{server.tcp_port})"
+    return line
 
 
 def say(line: str) -> None:
@@ -117,6 +153,17 @@ def cmd_tui(args: argparse.Namespace) -> int:
     for name, value in TEXTUAL_ENV.items():
         os.environ.setdefault(name, value)
     client = client_ip(args.client)
+    if args.attach is not None:
+        from proxycap.control.remote import RemoteControl, find
+        from proxycap.tui.app import ProxycapApp
+
+        control = RemoteControl(find(args.attach))
+        try:
+            store = Path(control.store_path())
+            ProxycapApp(store, control, client=client, history_file=filter_history(), settle=gcsettle.settle).run()
+        finally:
+            control.close()
+        return 0
     if args.open is not None:
         from proxycap.exchange.importer import opened_capture
         from proxycap.tui.app import ProxycapApp
@@ -126,7 +173,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
         return 0
     from proxycap.control.session import CaptureSession
 
-    session = CaptureSession(engine_config(args), args.store or default_store(), args.log_file or default_log_file())
+    session = CaptureSession(
+        engine_config(args), args.store or default_store(), args.log_file or default_log_file(), args.control_port
+    )
     session.start()
     try:
         from proxycap.tui.app import ProxycapApp

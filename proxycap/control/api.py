@@ -37,7 +37,9 @@ class Outcome:
 
 class Feed(Protocol):
     """Events for one UI, queued until it drains them; ``take_lagged`` is true once after events were dropped
-    (the UI then reloads from the store)."""
+    (the UI then reloads from the store); ``ended`` once the capture has stopped."""
+
+    ended: bool
 
     def drain(self, max_items: int | None = None) -> list[Event]: ...
 
@@ -49,6 +51,10 @@ class Feed(Protocol):
 class Control(Protocol):
     def listen_addrs(self) -> list[tuple[str, int]]:
         """Where the proxy listens."""
+        ...
+
+    def store_path(self) -> str:
+        """The capture's store, which a UI reads flows from."""
         ...
 
     def subscribe(self, name: str, limit: int) -> Feed:
@@ -98,6 +104,9 @@ class LocalControl:
 
     def listen_addrs(self) -> list[tuple[str, int]]:
         return self.engine.listen_addrs
+
+    def store_path(self) -> str:
+        return str(self.capture.store_path)
 
     def subscribe(self, name: str, limit: int) -> Feed:
         return self.bus.subscribe(name, limit=limit, kinds=FEED_KINDS)

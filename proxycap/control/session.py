@@ -23,6 +23,7 @@ from proxycap.capture.bus import Bus
 from proxycap.capture.engine import Engine, EngineConfig, EngineError
 from proxycap.capture.logs import setup_logging
 from proxycap.control.api import LocalControl
+from proxycap.control.server import ControlError, ControlServer, socket_path
 from proxycap.paths import readable_by_others
 from proxycap.storage.store import check_store
 from proxycap.storage.writer import StoreWriter, WriterReport
@@ -33,7 +34,10 @@ GRACE = 2.0  # seconds the flows in flight get to finish when the proxy stops
 
 
 class CaptureSession:
-    def __init__(self, config: EngineConfig, store_path: Path, log_file: Path | None) -> None:
+    def __init__(
+        self, config: EngineConfig, store_path: Path, log_file: Path | None, control_port: int | None = None
+    ) -> None:
+        """``control_port``: also offer the control API on this loopback TCP port, with a token (0: any port)."""
         self.bus = Bus()
         self.config = config
         self.store_path = store_path.expanduser()
@@ -51,6 +55,8 @@ class CaptureSession:
         )
         self.writer: StoreWriter | None = None
         self.control: LocalControl | None = None
+        self.control_port = control_port
+        self.server: ControlServer | None = None  # the control API for windows in other processes
         self.warnings: list[str] = []  # said once at start, for the terminal or the UI
 
     def start(self) -> None:
@@ -68,6 +74,12 @@ class CaptureSession:
             self.writer = None
             raise
         self.control = LocalControl(self)
+        self.server = ControlServer(self.control, socket_path(self.engine.listen_addrs[0][1]), self.control_port)
+        try:
+            self.server.start()
+        except (ControlError, OSError):
+            self.stop()
+            raise
         if readable_by_others(self.store_path):
             self.warnings.append(
                 f"{self.store_path} is readable by other users, and captures hold passwords and cookies: "
@@ -83,6 +95,9 @@ class CaptureSession:
         Nothing new is let in (the listeners close first, and requests on connections still open are refused), the
         flows in flight get ``GRACE`` seconds to finish, and the rest end as errors that say the proxy stopped: no
         flow is left live in the store."""
+        if self.server is not None:  # attached windows hear that the capture stopped
+            self.server.stop()
+            self.server = None
         if self.engine.running:
             self.access.closing = True
             self.engine.stop_listening()

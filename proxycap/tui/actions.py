@@ -37,10 +37,19 @@ class Actions:
         self.app.run_worker(lambda: fn(*args), thread=True, group=group, exclusive=exclusive, exit_on_error=False)
 
     def _call(self, call: Callable[[Control], Outcome], announce: bool, group: str) -> None:
-        """``call`` on the control API in a worker; its outcome comes back as ``ActionDone``."""
+        """``call`` on the control API in a worker; its outcome comes back as ``ActionDone`` (a failure too, in one
+        line: the capture may have stopped, or be in another process that said no)."""
         assert self.control is not None
         control = self.control
-        self._work(lambda: self.app.post_message(ActionDone(call(control), announce)), group=group)
+
+        def run() -> None:
+            try:
+                outcome = call(control)
+            except Exception as e:
+                outcome = Outcome(False, str(e) or type(e).__name__)
+            self.app.post_message(ActionDone(outcome, announce))
+
+        self._work(run, group=group)
 
     def replay(self, seq: int) -> None:
         self._call(lambda c: c.replay(seq), announce=True, group="replay")

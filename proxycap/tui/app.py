@@ -168,6 +168,15 @@ class ProxycapApp(App[int]):
         if message.announce or not outcome.ok:
             self.notify(outcome.message, severity="information" if outcome.ok else "warning", timeout=3)
 
+    def proxy_stopped(self) -> None:
+        """The capture this window is attached to stopped: what it stored can still be browsed, nothing changed."""
+        self.readonly = True
+        self.status.listen = None
+        self.status.stopped = True
+        self.live.show_status()
+        self.refresh_bindings()
+        self.notify("the proxy stopped: this window browses its capture read-only", severity="warning", timeout=10)
+
     def log_lines(self, lines: list[EventRow]) -> None:
         """Log lines from the feed: counted in the status bar, and added to the event log if it is open."""
         self.events.extend(lines)

@@ -75,6 +75,8 @@ class LiveApp(Protocol):
 
     def log_lines(self, lines: list[EventRow]) -> None: ...
 
+    def proxy_stopped(self) -> None: ...
+
 
 class Live:
     """The app's view of the capture, kept current: loads, ticks, client counts. Owned by the app, which forwards
@@ -269,6 +271,10 @@ class Live:
             self._rate.popleft()
         if logs:
             app.log_lines(logs)
+        if self.feed.ended:  # the capture (another process) stopped: the window stays, reading the store
+            self.feed.close()
+            self.feed = None
+            app.proxy_stopped()
 
     def show_status(self) -> None:
         s = self.app.status

@@ -17,6 +17,7 @@ SEPARATOR = Text(" │ ", Style(dim=True))
 class Status:
     store: Path
     listen: list[tuple[str, int]] | None  # None: read-only (no proxy)
+    stopped: bool = False  # the proxy this window was attached to stopped
     paused: bool = False
     total: int = 0
     shown: int | None = 0  # None: still counting
@@ -30,7 +31,7 @@ class Status:
 def render(s: Status) -> Text:
     parts: list[Text] = []
     if s.listen is None:
-        parts.append(Text("read-only", Style(bold=True, color="yellow")))
+        parts.append(Text("proxy stopped · read-only" if s.stopped else "read-only", Style(bold=True, color="yellow")))
     else:
         state = Text("❚❚ paused", Style(bold=True, color="yellow")) if s.paused else Text("● rec", Style(color="red"))
         state.append(" " + ", ".join(f"{h}:{p}" for h, p in s.listen))
