@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from textual.timer import Timer
 from textual.worker import Worker, get_current_worker
 
-from proxycap.capture.bus import Committed, LogEvent
+from proxycap.capture.bus import BreakpointsChanged, Committed, LogEvent
 from proxycap.control.api import Feed
 from proxycap.query.views import Found, ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 from proxycap.runtime import gcsettle, switching
@@ -74,6 +74,8 @@ class LiveApp(Protocol):
     post_message: Callable[..., bool]
 
     def log_lines(self, lines: list[EventRow]) -> None: ...
+
+    def breakpoints_changed(self, event: BreakpointsChanged | None) -> None: ...
 
 
 class Live:
@@ -239,7 +241,9 @@ class Live:
             app.flows.forget()
             view.begin(view.spec, force=True)
             self.reload()
+            app.breakpoints_changed(None)
         logs: list[EventRow] = []
+        breakpoints: BreakpointsChanged | None = None  # each says it all: the last one will do
         finished = 0
         changed: set[int] = set()  # cached rows to draw again
         touched: set[int] = set()  # every row that changed
@@ -257,6 +261,8 @@ class Live:
                     self.clients_changed()
             elif isinstance(ev, LogEvent):
                 logs.append((ev.ts, ev.level, ev.message, ev.client_ip, ev.flow_id))
+            elif isinstance(ev, BreakpointsChanged):
+                breakpoints = ev
         if changed:
             app.flows.forget(changed)
         if app.inspector.seq in touched:
@@ -266,6 +272,8 @@ class Live:
             self._rate.popleft()
         if logs:
             app.log_lines(logs)
+        if breakpoints is not None:
+            app.breakpoints_changed(breakpoints)
 
     def show_status(self) -> None:
         s = self.app.status

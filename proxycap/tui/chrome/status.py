@@ -1,4 +1,5 @@
-"""The status bar: where the proxy listens, whether the display is live, counts, rate, store, CA hint."""
+"""The status bar: where the proxy listens, whether the display is live, counts, rate, flows stopped at breakpoints,
+throttling, store, CA hint."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ class Status:
     rate: float = 0.0
     warnings: int = 0
     ca_hint: bool = True
+    stopped: int = 0  # flows stopped at breakpoints
+    breakpoints: int = 0  # armed
+    throttle: str | None = None  # the profile throttling all traffic
 
 
 def render(s: Status) -> Text:
@@ -36,6 +40,12 @@ def render(s: Status) -> Text:
     parts.append(Text(f"{'…' if s.shown is None else format(s.shown, ',')} shown / {s.total:,} flows"))
     if s.listen is not None:
         parts.append(Text(f"{s.rate:.1f} req/s"))
+    if s.stopped:
+        parts.append(Text(f"⏸ {s.stopped} stopped (w)", Style(bold=True, color="yellow")))
+    elif s.breakpoints:
+        parts.append(Text(f"{s.breakpoints} breakpoint{'s' * (s.breakpoints != 1)} (I)", Style(color="yellow")))
+    if s.throttle:
+        parts.append(Text(f"throttled: {s.throttle} (t)", Style(color="magenta")))
     if s.warnings:
         parts.append(Text(f"⚠ {s.warnings} (l: log)", Style(color="yellow")))
     if s.ca_hint and s.listen is not None:
