@@ -142,7 +142,7 @@ def test_a_stopped_response_is_edited_as_text(proxy: Proxy, origin: OriginServer
     assert answer.startswith("HTTP/1.1 418 I'm a teapot") and answer.endswith("\n\nedited")
 
 
-def test_rules_are_listed_changed_and_saved_as_plain_dicts(proxy_with: Start, origin: OriginServer, tmp_path: Path) -> None:
+def test_rules_are_listed_changed_and_saved_as_dicts(proxy_with: Start, origin: OriginServer, tmp_path: Path) -> None:
     path = tmp_path / "rules.toml"
     path.write_text('[[rule]]\naction = "block"\nfilter = "~u /blocked"\nstatus = 403\n\n[[rule]]\naction = "nope"\n')
     proxy = proxy_with(rules=str(path))
