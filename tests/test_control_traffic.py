@@ -10,26 +10,17 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from conftest import Proxy
 from origins import JSON_DOC, SEEN, OriginServer
+from test_breakpoints import wait_for
 
 from proxycap.capture.bus import BreakpointsChanged
 from proxycap.control.api import FEED_KINDS, LocalControl, Outcome
 
-T = TypeVar("T")
 Start = Callable[..., Proxy]
-
-
-def wait_for(get: Callable[[], T], timeout: float = 15) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := get():
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 def plain(value: Any) -> Any:

@@ -51,6 +51,11 @@ def _reason(e: BaseException) -> str:
     return str(e) or "the proxy did not answer"
 
 
+def _said(what: str) -> Callable[[Any], str]:
+    """What became of a stopped flow (``addons.breakpoints.Stopped``), for the user."""
+    return lambda stopped: f"{stopped.method} {stopped.url}: {what}"
+
+
 def _plain(value: Any) -> Any:
     """A value from the rules file as plain data (TOML's dates and times, only ever in a broken rule, as text)."""
     if isinstance(value, dict):
@@ -314,35 +319,35 @@ class LocalControl:
             out["reason"] = f"its {stopped.phase}'s body is not text: it can be sent on unchanged or aborted"
         return out
 
-    def execute(self, flow_id: str, text: str) -> Outcome:
-        def execute() -> Any:
+    def _send_on(self, flow_id: str, send: Callable[[Any], None], done: Callable[[Any], str]) -> Outcome:
+        """``send`` a stopped flow on (given as ``stopped`` lists it); the outcome says ``done`` of it."""
+
+        def call() -> Any:
             stopped = self._stopped(flow_id)
-            f = self.capture.breakpoints.flow(flow_id)
-            message = edited(f.request, text) if stopped.phase == "request" else edited_response(f.response, text)
-            self.capture.breakpoints.execute(flow_id, message)
+            send(stopped)
             return stopped
 
-        return self._call(execute, lambda s: f"{s.method} {s.url}: sent on as edited")
+        return self._call(call, done)
+
+    def execute(self, flow_id: str, text: str) -> Outcome:
+        bp = self.capture.breakpoints
+
+        def execute(stopped: Any) -> None:
+            f = bp.flow(flow_id)
+            message = edited(f.request, text) if stopped.phase == "request" else edited_response(f.response, text)
+            bp.execute(flow_id, message)
+
+        return self._send_on(flow_id, execute, _said("sent on as edited"))
 
     def resume(self, flow_id: str) -> Outcome:
-        def resume() -> Any:
-            stopped = self._stopped(flow_id)
-            self.capture.breakpoints.resume(flow_id)
-            return stopped
-
-        return self._call(resume, lambda s: f"{s.method} {s.url}: sent on unchanged")
+        return self._send_on(flow_id, lambda _: self.capture.breakpoints.resume(flow_id), _said("sent on unchanged"))
 
     def abort(self, flow_id: str) -> Outcome:
-        def abort() -> Any:
-            stopped = self._stopped(flow_id)
-            self.capture.breakpoints.abort(flow_id)
-            return stopped
-
         def done(s: Any) -> str:
             unseen = "; the server never saw the request" if s.phase == "request" else ""
-            return f"{s.method} {s.url}: aborted, the client got {ABORTED}{unseen}"
+            return _said(f"aborted, the client got {ABORTED}{unseen}")(s)
 
-        return self._call(abort, done)
+        return self._send_on(flow_id, lambda _: self.capture.breakpoints.abort(flow_id), done)
 
     def resume_all(self) -> Outcome:
         def done(n: int) -> str:

@@ -12,13 +12,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Input, RadioButton, RadioSet, Static
 
 from proxycap.tui import keys
 from proxycap.tui.chrome.calling import CallScreen
-from proxycap.tui.chrome.keybar import KeyBar
-from proxycap.tui.traffic.table import KeyedTable
+from proxycap.tui.traffic.table import TableScreen
 
 if TYPE_CHECKING:
     from proxycap.tui.traffic.controller import Traffic
@@ -99,28 +97,16 @@ def stops(bp: dict[str, Any]) -> str:
     return "both" if bp["request"] and bp["response"] else "request" if bp["request"] else "response"
 
 
-class BreakpointsScreen(Screen[None]):
+class BreakpointsScreen(TableScreen):
     """The armed breakpoints, kept current (a "once" breakpoint goes when it stops a flow)."""
 
     BINDINGS = keys.bindings("breakpoints")
+    heading = "Breakpoints: the flows they match stop (⏸) until you send them on"
+    columns = ("#", "Stops", "Filter", "Client", "Once")
 
-    def __init__(self, traffic: Traffic) -> None:
-        super().__init__()
-        self.traffic = traffic
-
-    def compose(self) -> ComposeResult:
-        yield Static("Breakpoints: the flows they match stop (⏸) until you send them on", classes="screen-title")
-        yield KeyedTable(("#", "Stops", "Filter", "Client", "Once"), id="breakpoints-table")
-        yield Static(id="breakpoints-note", classes="screen-note")
-        yield KeyBar()
-
-    def on_mount(self) -> None:
-        self.traffic_changed()
-        self.query_one(KeyedTable).focus()
-
-    def traffic_changed(self) -> None:
+    def load(self) -> None:
         bps = self.traffic.breakpoints
-        self.query_one(KeyedTable).set_rows(
+        self.table.set_rows(
             [
                 (
                     str(bp["id"]),
@@ -138,11 +124,13 @@ class BreakpointsScreen(Screen[None]):
         note = (
             "n: add one · d: remove" if bps else "No breakpoints. n adds one; i on a flow, one for its host and path."
         )
-        self.query_one("#breakpoints-note", Static).update(Text(note, style="dim italic"))
+        self.note(Text(note, style="dim italic"))
+
+    traffic_changed = load
 
     def action_add(self) -> None:
         self.traffic.breakpoint_typed()
 
     def action_remove(self) -> None:
-        if (key := self.query_one(KeyedTable).selected_key) is not None:
+        if (key := self.table.selected_key) is not None:
             self.traffic.act(lambda c: c.remove_breakpoint(int(key)))

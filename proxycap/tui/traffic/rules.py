@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import tomli_w
@@ -18,16 +19,16 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from proxycap.control.api import Control, Outcome
 from proxycap.tui import keys
 from proxycap.tui.chrome.edit import EditScreen
-from proxycap.tui.chrome.keybar import KeyBar
 from proxycap.tui.chrome.screens import ConfirmScreen
-from proxycap.tui.traffic.table import KeyedTable
+from proxycap.tui.traffic.table import TableScreen
 
 if TYPE_CHECKING:
     from proxycap.tui.traffic.controller import Traffic
@@ -198,27 +199,23 @@ def _cells(info: dict[str, Any], n: int) -> tuple[str | Text, ...]:
     )
 
 
-class RulesScreen(Screen[None]):
+class RulesScreen(TableScreen):
     BINDINGS = keys.bindings("rules")
+    heading = "Rules, applied top to bottom"
+    columns = ("#", "On", "Action", "Name", "Filter", "Client", "Hits", "Error")
 
     def __init__(self, traffic: Traffic, edit: int | None = None) -> None:
-        super().__init__()
-        self.traffic = traffic
+        super().__init__(traffic)
         self.control = traffic.control
         self.edit = edit  # a rule to open in the editor once loaded ("Mock this")
         self.data: dict[str, Any] = {"path": None, "problem": None, "rules": []}
         self._shown: list[tuple[Any, ...]] = []  # the rules as last drawn, less their hit counts
 
-    def compose(self) -> ComposeResult:
-        yield Static("Rules, applied top to bottom", id="rules-title", classes="screen-title")
+    def above(self) -> Iterable[Widget]:
         yield Static(id="rules-problem")
-        yield KeyedTable(("#", "On", "Action", "Name", "Filter", "Client", "Hits", "Error"), id="rules-table")
-        yield Static(id="rules-detail", classes="screen-note")
-        yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one(KeyedTable).focus()
-        self.load()
+        super().on_mount()
         self.set_interval(HITS_INTERVAL, self.load)
 
     # --- loading --------------------------------------------------------------------------------
@@ -230,7 +227,7 @@ class RulesScreen(Screen[None]):
         if not self.is_attached:
             return
         self.data = data
-        table = self.query_one(KeyedTable)
+        table = self.table
         rules = data["rules"]
         shape = [(info["id"], info["rule"], info["enabled"], info["error"]) for info in rules]
         if shape != self._shown or select is not None:
@@ -243,7 +240,7 @@ class RulesScreen(Screen[None]):
             for info in rules:
                 table.update_cell(str(info["id"]), table.ordered_columns[6].key, f"{info['hits']:,}")
         where = data["path"] or "no rules file (start proxycap with --rules FILE)"
-        self.query_one("#rules-title", Static).update(f"Rules, applied top to bottom: {where}")
+        self.query_one("#table-title", Static).update(f"{self.heading}: {where}")
         problem = data["problem"]
         self.query_one("#rules-problem", Static).update(
             Text(f"⚠ {problem}. Nothing is written over it: fix it, then ctrl+r reloads it.", ERROR) if problem else ""
@@ -266,13 +263,13 @@ class RulesScreen(Screen[None]):
             text.append(rule_text(info["rule"]).rstrip())
         elif not self.data["rules"]:
             text.append("No rules yet: n adds one; M on a flow mocks its response.", "dim italic")
-        self.query_one("#rules-detail", Static).update(text)
+        self.note(text)
 
     def _info(self, rule_id: int) -> dict[str, Any] | None:
         return next((info for info in self.data["rules"] if info["id"] == rule_id), None)
 
     def _selected(self) -> dict[str, Any] | None:
-        key = self.query_one(KeyedTable).selected_key
+        key = self.table.selected_key
         return self._info(int(key)) if key is not None else None
 
     # --- changes --------------------------------------------------------------------------------

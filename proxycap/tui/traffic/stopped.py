@@ -10,16 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.style import Style
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.screen import Screen
-from textual.widgets import Static
 
 from proxycap.control.api import ABORTED, Outcome
 from proxycap.query import fmt
 from proxycap.tui import keys
 from proxycap.tui.chrome.edit import EditScreen
-from proxycap.tui.chrome.keybar import KeyBar
-from proxycap.tui.traffic.table import KeyedTable
+from proxycap.tui.traffic.table import KeyedTable, TableScreen
 
 if TYPE_CHECKING:
     from proxycap.tui.traffic.controller import Traffic
@@ -32,28 +28,16 @@ def stopped_before(stopped: dict[str, Any]) -> str:
     return "before its request went upstream" if stopped["phase"] == "request" else "before the client got its response"
 
 
-class StoppedScreen(Screen[None]):
+class StoppedScreen(TableScreen):
     """The queue, oldest first, kept current as flows stop and go on."""
 
     BINDINGS = keys.bindings("stopped")
+    heading = "Flows stopped at breakpoints, oldest first"
+    columns = ("Stopped", "Before", "Client", "Method", "URL", "Status", "Breakpoint")
 
-    def __init__(self, traffic: Traffic) -> None:
-        super().__init__()
-        self.traffic = traffic
-
-    def compose(self) -> ComposeResult:
-        yield Static("Flows stopped at breakpoints, oldest first", classes="screen-title")
-        yield KeyedTable(("Stopped", "Before", "Client", "Method", "URL", "Status", "Breakpoint"), id="stopped-table")
-        yield Static(id="stopped-note", classes="screen-note")
-        yield KeyBar()
-
-    def on_mount(self) -> None:
-        self.traffic_changed()
-        self.query_one(KeyedTable).focus()
-
-    def traffic_changed(self) -> None:
+    def load(self) -> None:
         stopped = self.traffic.stopped
-        self.query_one(KeyedTable).set_rows(
+        self.table.set_rows(
             [
                 (
                     s["flow_id"],
@@ -75,10 +59,12 @@ class StoppedScreen(Screen[None]):
         else:
             armed = len(self.traffic.breakpoints)
             note = f"No flow is stopped. {armed} breakpoint{'s' * (armed != 1)} armed (I lists them, i adds one)."
-        self.query_one("#stopped-note", Static).update(Text(note, NOTE))
+        self.note(Text(note, NOTE))
+
+    traffic_changed = load
 
     def _selected(self) -> str | None:
-        return self.query_one(KeyedTable).selected_key
+        return self.table.selected_key
 
     def on_data_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         if event.row_key.value is not None:

@@ -1,19 +1,28 @@
-"""A table of things the capture keeps (breakpoints, stopped flows, rules), redrawn as they change without moving the
-user's cursor off the row it is on."""
+"""Screens of things the capture keeps (breakpoints, stopped flows, rules): a table redrawn as they change without
+moving the user's cursor off the row it is on, a note under it, the screen's keys."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual.widgets import DataTable
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from proxycap.tui.chrome.keybar import KeyBar
+
+if TYPE_CHECKING:
+    from proxycap.tui.traffic.controller import Traffic
 
 Cell = str | Text
 
 
 class KeyedTable(DataTable[Cell]):
-    def __init__(self, columns: Sequence[str], *, id: str | None = None) -> None:
-        super().__init__(cursor_type="row", id=id)
+    def __init__(self, columns: Sequence[str]) -> None:
+        super().__init__(cursor_type="row")
         self._columns = columns
 
     def on_mount(self) -> None:
@@ -33,3 +42,38 @@ class KeyedTable(DataTable[Cell]):
             self.add_row(*cells, key=key)
         keys = [key for key, _ in rows]
         self.move_cursor(row=keys.index(keep) if keep in keys else min(index, len(keys) - 1), scroll=True)
+
+
+class TableScreen(Screen[None]):
+    """A title, what ``above`` adds, the table of ``columns``, a note; ``load`` fills them once mounted."""
+
+    heading = ""
+    columns: tuple[str, ...] = ()
+
+    def __init__(self, traffic: Traffic) -> None:
+        super().__init__()
+        self.traffic = traffic
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.heading, id="table-title", classes="screen-title", markup=False)
+        yield from self.above()
+        yield KeyedTable(self.columns)
+        yield Static(id="table-note", classes="screen-note")
+        yield KeyBar()
+
+    def above(self) -> Iterable[Widget]:
+        return ()
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self.load()
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def table(self) -> KeyedTable:
+        return self.query_one(KeyedTable)
+
+    def note(self, text: str | Text) -> None:
+        self.query_one("#table-note", Static).update(text)
