@@ -282,8 +282,14 @@ async def test_mock_this(proxy_with: Start, origin: OriginServer, tmp_path: Path
         await until(pilot, lambda: table.row_count == 1 and table.get_row_at(0)[6] == "1", what="its hit")
         await pilot.press("escape")
         await until(pilot, lambda: len(app.view) == 2 and listed(app)[1]["modified"], what="the mocked flow")
-        assert listed(app)[1]["modified"].endswith("answered 200")
         assert line(app, 1).split()[3] == "✎GET"
+        await pilot.press("G", "enter")
+        await until(pilot, lambda: app.inspector.doc is not None, what="the inspector")
+        await pilot.press("3")
+        details = app.inspector.lines("details").plain_lines()
+        changed = details.index("Changed in flight")
+        assert details[changed + 1].strip() == listed(app)[1]["modified"]
+        assert details[changed + 1].strip().startswith("rule 'mock GET 127.0.0.1/echo': answered 200")
 
 
 async def test_throttle_from_the_dialog_and_the_palette(proxy: Proxy, origin: OriginServer) -> None:
