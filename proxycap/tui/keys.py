@@ -201,7 +201,15 @@ KEYS: tuple[Key, ...] = (
         scope="request-editor",
         priority=True,
     ),
-    Key("escape", "dismiss", "Cancel", "Close, sending nothing", section="Request editor (e)", scope="request-editor"),
+    Key(
+        "escape",
+        "dismiss",
+        "Cancel",
+        "Close, sending nothing",
+        section="Request editor (e)",
+        scope="request-editor",
+        display="esc",
+    ),
     *(
         Key(keys, f"submit({action!r})", title, text, section=STOPPED_EDITOR, scope="stopped-editor", priority=True)
         for keys, action, title, text in (
@@ -227,6 +235,7 @@ KEYS: tuple[Key, ...] = (
         "Close the editor; the flow stays stopped",
         section=STOPPED_EDITOR,
         scope="stopped-editor",
+        display="esc",
     ),
     Key("e,enter", "open", "Edit", "Edit the flow where it stopped", section="Stopped flows (w)", scope="stopped"),
     Key("a", "continue", "Continue", "Send the flow on unchanged", section="Stopped flows (w)", scope="stopped"),
@@ -246,7 +255,15 @@ KEYS: tuple[Key, ...] = (
         section="Stopped flows (w)",
         scope="stopped",
     ),
-    Key("escape,q,w", "dismiss", "Close", "Back to the flows", section="Stopped flows (w)", scope="stopped"),
+    Key(
+        "escape,q,w",
+        "dismiss",
+        "Close",
+        "Back to the flows",
+        section="Stopped flows (w)",
+        scope="stopped",
+        display="esc q w",
+    ),
     Key(
         "n,insert",
         "add",
@@ -258,7 +275,15 @@ KEYS: tuple[Key, ...] = (
     Key(
         "d,delete", "remove", "Remove", "Remove the selected breakpoint", section="Breakpoints (I)", scope="breakpoints"
     ),
-    Key("escape,q,I", "dismiss", "Close", "Back to the flows", section="Breakpoints (I)", scope="breakpoints"),
+    Key(
+        "escape,q,I",
+        "dismiss",
+        "Close",
+        "Back to the flows",
+        section="Breakpoints (I)",
+        scope="breakpoints",
+        display="esc q I",
+    ),
     Key("n,insert", "add", "Add", "Add a rule: choose its action, then edit it", section="Rules (u)", scope="rules"),
     Key("e,enter", "edit", "Edit", "Edit the rule (as in the rules file: TOML)", section="Rules (u)", scope="rules"),
     Key("space", "toggle", "On/off", "Enable or disable the rule", section="Rules (u)", scope="rules"),
@@ -269,7 +294,7 @@ KEYS: tuple[Key, ...] = (
         "Move the rule up (rules apply top to bottom)",
         section="Rules (u)",
         scope="rules",
-        display="K shift+up",
+        display="K shift+↑",
     ),
     Key(
         "J,shift+down",
@@ -278,7 +303,7 @@ KEYS: tuple[Key, ...] = (
         "Move the rule down",
         section="Rules (u)",
         scope="rules",
-        display="J shift+down",
+        display="J shift+↓",
     ),
     Key("d,delete", "remove", "Delete", "Delete the rule (asks first)", section="Rules (u)", scope="rules"),
     Key(
@@ -289,7 +314,7 @@ KEYS: tuple[Key, ...] = (
         section="Rules (u)",
         scope="rules",
     ),
-    Key("escape,q,u", "dismiss", "Close", "Back to the flows", section="Rules (u)", scope="rules"),
+    Key("escape,q,u", "dismiss", "Close", "Back to the flows", section="Rules (u)", scope="rules", display="esc q u"),
     Key(
         "ctrl+s",
         "submit('save')",
@@ -299,7 +324,15 @@ KEYS: tuple[Key, ...] = (
         scope="rule-editor",
         priority=True,
     ),
-    Key("escape", "dismiss", "Cancel", "Close, saving nothing", section="Rule editor", scope="rule-editor"),
+    Key(
+        "escape",
+        "dismiss",
+        "Cancel",
+        "Close, saving nothing",
+        section="Rule editor",
+        scope="rule-editor",
+        display="esc",
+    ),
 )
 
 
