@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from mitmproxy import http
 
-from proxycap.capture.bus import BreakpointsChanged, Bus, Committed, Event, LogEvent
+from proxycap.capture.bus import BreakpointsChanged, Bus, Committed, Event, LogEvent, StoreStatus
 from proxycap.capture.engine import Engine, EngineError
 from proxycap.capture.onloop import NotRunning
 from proxycap.capture.summary import META_REPLAY_OF
@@ -25,8 +25,8 @@ from proxycap.control.editing import EditError, edited, edited_response, request
 from proxycap.rules import model, profiles
 from proxycap.storage.store import Store
 
-# What a UI hears: the store's changes, the log lines worth showing, the flows stopped at breakpoints.
-FEED_KINDS = (Committed, LogEvent, BreakpointsChanged)
+# What a UI hears: the store's changes, log lines worth showing, the store's state, the flows stopped at breakpoints.
+FEED_KINDS = (Committed, LogEvent, StoreStatus, BreakpointsChanged)
 # What a call on the traffic's parts may fail with, each with its reason in one line: a flow not stopped (any more), a
 # rule or breakpoint that does not exist (KeyError), a bad filter, rule, address or edited text (ValueError), an edit
 # of the wrong message (TypeError), the proxy stopped or stuck, the rules file not writable.

@@ -48,7 +48,9 @@ from proxycap.tui.traffic.controller import Traffic
 NARROW = 100  # below this many columns the clients panel hides (until toggled by hand)
 SHORT = 30  # below this many rows the inspector opens full screen
 UNMOUNT_WAIT = 5.0  # seconds to let running workers finish on exit
-INSPECTOR_ACTIONS = {"zoom_inspector", "show_tab", "body_view", "toggle_raw", "more_body", "search_body", "next_match"}
+INSPECTOR_ACTIONS = {
+    "zoom_inspector", "show_tab", "body_view", "pin_body_view", "toggle_raw", "more_body", "search_body", "next_match"
+}  # fmt: skip
 WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause", "replay", "edit_replay", *handlers.ACTIONS}
 
 
@@ -270,7 +272,9 @@ class ProxycapApp(handlers.TrafficHandlers, App[int]):
         self.refresh_bindings()
 
     def action_back(self) -> None:
-        if self.inspecting:
+        if self.inspecting and self.inspector.searching:  # Esc leaves the search first, then the inspector
+            self.inspector.close_search()
+        elif self.inspecting:
             self.screen.minimize()
             self.inspector.close()
             self.flows.focus()
@@ -291,6 +295,9 @@ class ProxycapApp(handlers.TrafficHandlers, App[int]):
 
     def action_body_view(self) -> None:
         self.inspector.cycle_view()
+
+    def action_pin_body_view(self) -> None:
+        self.inspector.toggle_pin()
 
     def action_toggle_raw(self) -> None:
         self.inspector.toggle_raw()
@@ -399,6 +406,18 @@ class ProxycapApp(handlers.TrafficHandlers, App[int]):
     def action_toggle_clients(self) -> None:
         self._clients_toggled = True
         self.clients.display = not self.clients.display
+        if not self.clients.display and self.clients.has_focus_within:
+            self.flows.focus()
+
+    def action_focus_clients(self) -> None:
+        """The keyboard to the clients panel (shown if it was hidden); from there, b or Esc comes back."""
+        if not self.clients.display:
+            self._clients_toggled = True
+            self.clients.display = True
+        self.clients.options.focus()
+
+    def action_focus_flows(self) -> None:
+        self.flows.focus()
 
     def on_resize(self, event: events.Resize) -> None:
         """Collapse the clients panel when the terminal gets narrow (and bring it back), until the user decides."""

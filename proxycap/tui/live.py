@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from textual.timer import Timer
 from textual.worker import Worker, get_current_worker
 
-from proxycap.capture.bus import BreakpointsChanged, Committed, LogEvent
+from proxycap.capture.bus import BreakpointsChanged, Committed, LogEvent, StoreStatus
 from proxycap.control.api import Feed
 from proxycap.query.views import Found, ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 from proxycap.runtime import gcsettle, switching
@@ -261,6 +261,9 @@ class Live:
                     self.clients_changed()
             elif isinstance(ev, LogEvent):
                 logs.append((ev.ts, ev.level, ev.message, ev.client_ip, ev.flow_id))
+            elif isinstance(ev, StoreStatus):
+                app.status.store_problem = ev.message if ev.state == "failing" else None
+                app.status.lost += ev.lost
             elif isinstance(ev, BreakpointsChanged):
                 breakpoints = ev
         if changed:

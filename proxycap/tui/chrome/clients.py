@@ -16,6 +16,7 @@ import socket
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import OptionList, Static
@@ -154,6 +155,16 @@ def _prompt(row: ClientRow | None, total: int, active: bool, width: int) -> Text
     return Text("\n").join([first, second])
 
 
+class ClientsList(OptionList):
+    """The panel's list, with its keys on the key bar while it has the keyboard."""
+
+    BINDINGS = [
+        Binding("enter", "select", "Show its flows"),
+        Binding("r", "app.rename_client", "Rename"),
+        Binding("escape,b", "app.focus_flows", "Back to flows"),
+    ]
+
+
 class ClientsPanel(Vertical):
     """Selecting a row (enter or click) filters the flow list to that client; "All clients" clears it."""
 
@@ -170,7 +181,7 @@ class ClientsPanel(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Clients", id="clients-title")
         with Vertical(id="clients-body"):
-            yield OptionList(id="clients-list")
+            yield ClientsList(id="clients-list")
 
     @property
     def options(self) -> OptionList:

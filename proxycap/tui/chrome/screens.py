@@ -32,13 +32,16 @@ EventRow = tuple[float, str, str, "str | None", "str | None"]  # ts, level, mess
 def help_lines() -> list[Text]:
     lines: list[Text] = []
     sections: dict[str, list[Text]] = {}
+    # Each column as wide as its widest entry and a gap: an operator longer than a fixed width ran into its text.
+    width = max(len(k.shown_keys) for k in KEYS) + 2
     for k in KEYS:
-        sections.setdefault(k.section, []).append(Text.assemble((f"  {k.shown_keys:<12}", KEY), k.help))
+        sections.setdefault(k.section, []).append(Text.assemble((f"  {k.shown_keys:<{width}}", KEY), k.help))
     for name, entries in sections.items():
         lines += [Text(name, HEADING), *entries, Text()]
     lines.append(Text("Filter expressions (mitmproxy syntax)", HEADING))
     lines.append(Text("  Text without ~ ! & | ( matches anywhere in the URL. Combine with & | ! and ( )."))
-    lines += [Text.assemble((f"  {op:<12}", KEY), text) for op, text in flowfilter.help]
+    width = max(len(op) for op, _ in flowfilter.help) + 2
+    lines += [Text.assemble((f"  {op:<{width}}", KEY), text) for op, text in flowfilter.help]
     lines += [Text(), Text("Mouse: click a flow to select it, a column title to sort, a client to filter.")]
     return lines
 

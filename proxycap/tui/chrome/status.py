@@ -24,7 +24,9 @@ class Status:
     rate: float = 0.0
     warnings: int = 0
     ca_hint: bool = True
-    stopped: int = 0  # flows stopped at breakpoints
+    store_problem: str | None = None  # the store cannot be written now: why
+    lost: int = 0  # flows the store could not keep, this session
+    stopped_flows: int = 0  # flows stopped at breakpoints
     breakpoints: int = 0  # armed
     throttle: str | None = None  # the profile throttling all traffic
 
@@ -40,8 +42,12 @@ def render(s: Status) -> Text:
     parts.append(Text(f"{'…' if s.shown is None else format(s.shown, ',')} shown / {s.total:,} flows"))
     if s.listen is not None:
         parts.append(Text(f"{s.rate:.1f} req/s"))
-    if s.stopped:
-        parts.append(Text(f"⏸ {s.stopped} stopped (w)", Style(bold=True, color="yellow")))
+    if s.store_problem:
+        parts.append(Text(f"⚠ store: {s.store_problem}", Style(color="red", bold=True)))
+    if s.lost:
+        parts.append(Text(f"⚠ {s.lost:,} flows not stored (l: log)", Style(color="red", bold=True)))
+    if s.stopped_flows:
+        parts.append(Text(f"⏸ {s.stopped_flows} stopped (w)", Style(bold=True, color="yellow")))
     elif s.breakpoints:
         parts.append(Text(f"{s.breakpoints} breakpoint{'s' * (s.breakpoints != 1)} (I)", Style(color="yellow")))
     if s.throttle:

@@ -14,6 +14,7 @@ from mitmproxy.utils import strutils
 from rich.style import Style
 from rich.text import Text
 
+from proxycap.capture.hints import upstream_tls_hint
 from proxycap.capture.summary import META_MODIFIED, peer, summarize
 from proxycap.query import fmt
 from proxycap.tui.inspector.bodyview import LIMIT, NOTE, Body, head_lines, render_body, render_raw
@@ -27,7 +28,7 @@ WS_PREVIEW = 1000  # characters of each WebSocket message shown
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DocOptions:
-    """How the user asked to see the bodies (kept while moving between flows)."""
+    """How the user asked to see the bodies: for the flow shown, or for every flow while pinned."""
 
     request_mode: str = "auto"
     response_mode: str = "auto"
@@ -127,7 +128,7 @@ def details(f: http.HTTPFlow | None, row: dict[str, Any]) -> list[Text]:
     """Timing, connection and TLS facts, what went wrong, and what changed the flow in flight."""
     s = summarize(f) if f is not None else row
     lines: list[Text] = []
-    problems = [p for p in (s.get("error"), fmt.streamed_note(s)) if p]
+    problems = [p for p in (s.get("error"), upstream_tls_hint(s.get("error")), fmt.streamed_note(s)) if p]
     if problems:
         lines += [Text("Error" if s.get("error") else "Note", SECTION), *(Text(f"  {p}", ERROR) for p in problems)]
         lines.append(Text())

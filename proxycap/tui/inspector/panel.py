@@ -26,7 +26,7 @@ from proxycap.tui.inspector.flowdoc import DocOptions, FlowDoc
 from proxycap.tui.textlines import TextLines
 
 TABS = {"request": "Request", "response": "Response", "details": "Details", "websocket": "WebSocket"}
-HINT = "v view · x raw · + more · ctrl+f search · z zoom"
+HINT = "v view · V keep view · x raw · + more · ctrl+f search · z zoom"
 # Characters of each body rendered first (~300 lines of indented JSON, several screens): they show at once, the
 # rest of a big body follows (a 64 KB JSON body takes ~80 ms to highlight whole, more beside a busy proxy).
 PREVIEW = 4 * 1024
@@ -66,6 +66,7 @@ class Inspector(Vertical):
         self._websocket_tab = False  # whether that tab is shown (it is hidden when the inspector first appears)
         self.seq: int | None = None
         self.options = DocOptions()
+        self.pinned = False  # the body view chosen is kept for the flows shown next
         self.doc: FlowDoc | None = None
         self._flow: http.HTTPFlow | None = None
         self._row: dict[str, Any] | None = None
@@ -138,6 +139,8 @@ class Inspector(Vertical):
             return
         if not reload:
             self._title(Text(f"#{seq} loading…", Style(dim=True)))
+            if not self.pinned:  # another flow: its bodies shown as their types say
+                self.options = DocOptions()
         self._load(seq, self.options, None, keep_position=reload)
 
     def _title(self, text: Text) -> None:
@@ -242,6 +245,13 @@ class Inspector(Vertical):
         self._rerender(raw=False, **{field: bodyview.MODES[(bodyview.MODES.index(current) + 1) % len(bodyview.MODES)]})
         self.app.notify(f"{tab} body view: {getattr(self.options, field)}", timeout=2)
 
+    def toggle_pin(self) -> None:
+        """Keep the body view chosen (``v``, ``x``) for the flows shown next, or let each follow its body's type."""
+        self.pinned = not self.pinned
+        self.app.notify(
+            "body view kept for every flow" if self.pinned else "body view follows each body's type", timeout=2
+        )
+
     def toggle_raw(self) -> None:
         self._rerender(raw=not self.options.raw)
 
@@ -265,12 +275,22 @@ class Inspector(Vertical):
         self._note()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter: the next match, and the keyboard back to the text, where n and N go from match to match (in the
+        field they were letters to search for)."""
         event.stop()
         self.next_match(1)
+        self.lines().focus()
+
+    @property
+    def searching(self) -> bool:
+        return self.query_one("#inspector-search", Input).has_class("-visible")
+
+    def close_search(self) -> None:
+        """Hide the search field (its matches stay marked) and give the keyboard back to the text."""
+        self.query_one("#inspector-search", Input).remove_class("-visible")
+        self.lines().focus()
 
     def on_key(self, event: Any) -> None:
         if event.key == "escape" and self.query_one("#inspector-search", Input).has_focus:
             event.stop()
-            search = self.query_one("#inspector-search", Input)
-            search.remove_class("-visible")
-            self.lines().focus()
+            self.close_search()

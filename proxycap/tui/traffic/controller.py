@@ -122,7 +122,8 @@ class Traffic:
 
     def show_status(self) -> None:
         status = self.app.status
-        status.stopped, status.breakpoints, status.throttle = len(self.stopped), len(self.breakpoints), self.throttle
+        status.stopped_flows, status.breakpoints = len(self.stopped), len(self.breakpoints)
+        status.throttle = self.throttle
         self.app.status_bar.show(status)
 
     # --- the selected flow ----------------------------------------------------------------------
