@@ -199,7 +199,12 @@ class Traffic:
         if (row := self._selected()) is None:
             return
         seq = row["seq"]
-        self.act(lambda c: c.mock(seq), lambda outcome: outcome.ok and self.show_rules(edit=outcome.id))
+
+        def made(outcome: Outcome) -> None:
+            if outcome.ok:
+                self.show_rules(edit=outcome.id)
+
+        self.act(lambda c: c.mock(seq), made)
 
     # --- throttling -----------------------------------------------------------------------------
 

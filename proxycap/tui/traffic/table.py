@@ -41,7 +41,8 @@ class KeyedTable(DataTable[Cell]):
         for key, cells in rows:
             self.add_row(*cells, key=key)
         keys = [key for key, _ in rows]
-        self.move_cursor(row=keys.index(keep) if keep in keys else min(index, len(keys) - 1), scroll=True)
+        if keys:
+            self.move_cursor(row=keys.index(keep) if keep in keys else min(index, len(keys) - 1), scroll=True)
 
 
 class TableScreen(Screen[None]):
