@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.screen import Screen
+from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
@@ -45,8 +45,9 @@ class KeyedTable(DataTable[Cell]):
             self.move_cursor(row=keys.index(keep) if keep in keys else min(index, len(keys) - 1), scroll=True)
 
 
-class TableScreen(Screen[None]):
-    """A title, what ``above`` adds, the table of ``columns``, a note; ``load`` fills them once mounted."""
+class TableScreen(ModalScreen[None]):
+    """A title, what ``above`` adds, the table of ``columns``, a note; ``load`` fills them once mounted. Modal, though
+    it fills the screen: the list's keys (mark, delete, replay, …) would act on a flow the user cannot see."""
 
     heading = ""
     columns: tuple[str, ...] = ()
