@@ -9,6 +9,9 @@ leaves while it is stopped ends with the client's disconnect as its error.
 Abort answers the client with ``503 Service Unavailable`` (as Proxyman does): a stopped request never reaches the
 server, a stopped response is replaced.
 
+Each change to the stopped flows or the breakpoints is published on the bus (``BreakpointsChanged``), so a UI hears it
+at once without asking.
+
 Threading: hooks and every change run on the proxy's loop. ``breakpoints()`` and ``stopped()`` read immutable
 snapshots and never wait; the other entry points run their work on the loop and wait for it (one turn of the loop):
 call them from a worker thread. They raise ``NotRunning`` when the proxy is not running, ``KeyError`` for a flow
@@ -28,6 +31,7 @@ from mitmproxy import connection, ctx, exceptions, flowfilter, http
 from mitmproxy.flow import Error as FlowError
 
 from proxycap.capture import onloop
+from proxycap.capture.bus import BreakpointsChanged, Bus
 from proxycap.capture.hooks import InterceptionHook
 from proxycap.capture.summary import is_ip, mark_modified, peer
 from proxycap.internals.mitmproxy import switch_hooks
@@ -55,6 +59,10 @@ class Breakpoint:
     replays: bool = False  # stop replayed flows too
     matches: flowfilter.TFilter = dataclasses.field(default=flowfilter.match_all, repr=False, compare=False)
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, for the control API and the bus."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "matches"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Stopped:
@@ -68,6 +76,9 @@ class Stopped:
     method: str
     url: str
     status: int | None  # the response's, when stopped before the response
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def compile_filter(expr: str) -> flowfilter.TFilter:
@@ -95,7 +106,8 @@ def _changes(old: http.Message, new: http.Message) -> list[str]:
 
 
 class Breakpoints:
-    def __init__(self) -> None:
+    def __init__(self, bus: Bus | None = None) -> None:
+        self.bus = bus  # told of every change (none in stock mitmproxy tools)
         self._breakpoints: tuple[Breakpoint, ...] = ()
         self._from_options: frozenset[int] = frozenset()
         self._ids = itertools.count(1)
@@ -226,11 +238,18 @@ class Breakpoints:
             raise ValueError(f"not an IP address: {bp.client!r}")
         return bp
 
-    def _set(self, breakpoints: tuple[Breakpoint, ...]) -> None:
+    def _set(self, breakpoints: tuple[Breakpoint, ...], publish: bool = True) -> None:
         was = bool(self._breakpoints)
         self._breakpoints = breakpoints
         if was != bool(breakpoints):
             switch_hooks(ctx.master, self, FLOW_HOOKS, bool(breakpoints))
+        if publish:
+            self._publish()
+
+    def _publish(self) -> None:
+        if self.bus is not None:
+            stopped = [s.as_dict() for s in self._stopped]
+            self.bus.publish(BreakpointsChanged(stopped, [b.as_dict() for b in self._breakpoints]))
 
     def _get(self, flow_id: str) -> tuple[http.HTTPFlow, Stopped]:
         try:
@@ -248,6 +267,7 @@ class Breakpoints:
         self._stopped = tuple(s for _, s in self._flows.values())
         if was != bool(self._stopped):
             switch_hooks(ctx.master, self, STOPPED_HOOKS, bool(self._stopped))
+        self._publish()
 
     def _release(self, f: http.HTTPFlow) -> None:
         self._changed()
@@ -275,8 +295,8 @@ class Breakpoints:
 
     def _stop(self, f: http.HTTPFlow, phase: Phase, bp: Breakpoint) -> None:
         f.intercept()
-        if bp.once:
-            self._set(tuple(b for b in self._breakpoints if b.id != bp.id))
+        if bp.once:  # published with the stopped flow, below
+            self._set(tuple(b for b in self._breakpoints if b.id != bp.id), publish=False)
         status = f.response.status_code if f.response else None
         stopped = Stopped(
             f.id, phase, bp.id, time.time(), peer(f.client_conn.peername)[0], f.request.method, f.request.url, status

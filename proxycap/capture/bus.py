@@ -19,7 +19,9 @@ import threading
 from collections.abc import Collection
 from typing import Any, Literal
 
-EventKind = Literal["request", "response", "error", "websocket", "websocket_end", "log", "client", "committed", "store"]
+EventKind = Literal[
+    "request", "response", "error", "websocket", "websocket_end", "log", "client", "committed", "store", "breakpoints"
+]
 
 
 @dataclasses.dataclass(slots=True)
@@ -84,8 +86,20 @@ class StoreStatus:
     kind: EventKind = "store"
 
 
-Event = FlowEvent | LogEvent | ClientEvent | Committed | StoreStatus
-EVERY_KIND: frozenset[type] = frozenset({FlowEvent, LogEvent, ClientEvent, Committed, StoreStatus})
+@dataclasses.dataclass(slots=True)
+class BreakpointsChanged:
+    """A flow stopped at a breakpoint or was sent on, or the breakpoints changed (a "once" one disarms as it stops a
+    flow): all of both as they are now, so a UI that missed one still ends up right. ``stopped``: the flows waiting,
+    oldest first (``flow_id, phase, breakpoint, since, client_ip, method, url, status``); ``breakpoints``: the armed
+    ones (``id, filter, request, response, client, once, replays``). Published only while breakpoints are in use."""
+
+    stopped: list[dict[str, Any]]
+    breakpoints: list[dict[str, Any]]
+    kind: EventKind = "breakpoints"
+
+
+Event = FlowEvent | LogEvent | ClientEvent | Committed | StoreStatus | BreakpointsChanged
+EVERY_KIND: frozenset[type] = frozenset({FlowEvent, LogEvent, ClientEvent, Committed, StoreStatus, BreakpointsChanged})
 
 
 def state_bytes(event: FlowEvent) -> int:

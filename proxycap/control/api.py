@@ -11,28 +11,58 @@ from a UI's event loop.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from mitmproxy import http
 
-from proxycap.capture.bus import Bus, Committed, Event, LogEvent, StoreStatus
+from proxycap.capture.bus import BreakpointsChanged, Bus, Committed, Event, LogEvent, StoreStatus
 from proxycap.capture.engine import Engine, EngineError
+from proxycap.capture.onloop import NotRunning
 from proxycap.capture.summary import META_REPLAY_OF
-from proxycap.control.editing import EditError, edited
+from proxycap.control.editing import EditError, edited, edited_response, request_text, response_text
+from proxycap.rules import model, profiles
 from proxycap.storage.store import Store
 
-# What a UI hears: the store's changes, the log lines worth showing, the store's state.
-FEED_KINDS = (Committed, LogEvent, StoreStatus)
+# What a UI hears: the store's changes, log lines worth showing, the store's state, the flows stopped at breakpoints.
+FEED_KINDS = (Committed, LogEvent, StoreStatus, BreakpointsChanged)
+# What a call on the traffic's parts may fail with, each with its reason in one line: a flow not stopped (any more), a
+# rule or breakpoint that does not exist (KeyError), a bad filter, rule, address or edited text (ValueError), an edit
+# of the wrong message (TypeError), the proxy stopped or stuck, the rules file not writable.
+FAILURES = (KeyError, ValueError, TypeError, NotRunning, TimeoutError, OSError)
+ABORTED = "503 Service Unavailable"  # what Abort answers the client (addons.breakpoints)
+OFF = ("", "off", "none")  # throttle profiles that mean none
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
-    """What became of a request: ``ok``, and a one-line message for the user either way."""
+    """What became of a request: ``ok``, and a one-line message for the user either way; ``id``: what it made (a
+    breakpoint, a rule), if it made something."""
 
     ok: bool
     message: str
+    id: int | None = None
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, KeyError) and e.args:  # str() of a KeyError is its key quoted
+        return str(e.args[0])
+    return str(e) or "the proxy did not answer"
+
+
+def _said(what: str) -> Callable[[Any], str]:
+    """What became of a stopped flow (``addons.breakpoints.Stopped``), for the user."""
+    return lambda stopped: f"{stopped.method} {stopped.url}: {what}"
+
+
+def _plain(value: Any) -> Any:
+    """A value from the rules file as plain data (TOML's dates and times, only ever in a broken rule, as text)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, str | int | float | bool) else str(value)
 
 
 class Feed(Protocol):
@@ -58,7 +88,7 @@ class Control(Protocol):
         ...
 
     def subscribe(self, name: str, limit: int) -> Feed:
-        """A feed of ``Committed`` and ``LogEvent`` events, at most ``limit`` queued."""
+        """A feed of ``Committed``, ``LogEvent`` and ``BreakpointsChanged`` events, at most ``limit`` queued."""
         ...
 
     def replay(self, seq: int) -> Outcome:
@@ -75,6 +105,99 @@ class Control(Protocol):
 
     def set_label(self, ip: str, label: str | None) -> Outcome:
         """Name a client (None or empty: forget the name)."""
+        ...
+
+    # --- breakpoints ----------------------------------------------------------------------------
+
+    def breakpoints(self) -> list[dict[str, Any]]:
+        """The armed breakpoints, in order: ``id, filter, request, response, client, once, replays``."""
+        ...
+
+    def add_breakpoint(
+        self, filter: str, request: bool = True, response: bool = False, client: str | None = None, once: bool = False
+    ) -> Outcome:
+        """Stop the flows matching ``filter`` (a mitmproxy filter expression; empty: every flow) before their request
+        goes upstream (``request``), before their response reaches the client (``response``), or both; only
+        ``client``'s flows (an IP) if given; ``once``: the next match only. ``Outcome.id``: the breakpoint's."""
+        ...
+
+    def remove_breakpoint(self, breakpoint_id: int) -> Outcome: ...
+
+    def stopped(self) -> list[dict[str, Any]]:
+        """The flows waiting at breakpoints, oldest first: ``flow_id``, ``phase`` ("request": before it goes
+        upstream, "response": before the client gets it), ``breakpoint`` (its id), ``since`` (epoch seconds),
+        ``client_ip, method, url`` and ``status`` (the response's, or None)."""
+        ...
+
+    def stopped_text(self, flow_id: str) -> dict[str, Any]:
+        """A stopped flow (as ``stopped`` lists it) with its request or response, as its phase says, as editable text
+        (``control.editing``'s format) in ``text``; ``text`` None and ``reason`` why when it cannot be edited (a body
+        that is not text: it can still be sent on or aborted; a flow not stopped any more: then ``phase`` is None)."""
+        ...
+
+    def execute(self, flow_id: str, text: str) -> Outcome:
+        """Send a stopped flow on with ``text`` as its request or response. Text that does not read as one changes
+        nothing: the flow stays stopped, and the outcome says why."""
+        ...
+
+    def resume(self, flow_id: str) -> Outcome:
+        """Continue: send a stopped flow on unchanged."""
+        ...
+
+    def abort(self, flow_id: str) -> Outcome:
+        """The client gets ``503 Service Unavailable``; a flow stopped before its request never reaches the server."""
+        ...
+
+    def resume_all(self) -> Outcome:
+        """Send every stopped flow on unchanged."""
+        ...
+
+    # --- rules ----------------------------------------------------------------------------------
+
+    def rules(self) -> dict[str, Any]:
+        """The rules file: ``path`` (None: there is none, and rules cannot be changed), ``problem`` (why the file
+        could not be read: then no rule applies and changes are refused, so nothing is written over it; else None),
+        and ``rules`` in the order they apply, each with ``id`` (for this run), ``rule`` (a dict in the file's field
+        names, as written), ``label``, ``enabled``, ``hits`` (since the file was loaded) and ``error`` (why a broken
+        rule does not apply; else None)."""
+        ...
+
+    def add_rule(self, rule: dict[str, Any], index: int | None = None) -> Outcome:
+        """Add a rule (a dict in the file's field names) at ``index`` (else last) and save the file; a rule that is
+        not valid is refused with the reason. ``Outcome.id``: the rule's."""
+        ...
+
+    def edit_rule(self, rule_id: int, rule: dict[str, Any]) -> Outcome:
+        """Replace a rule (a broken one too); its hit count stays."""
+        ...
+
+    def set_rule_enabled(self, rule_id: int, enabled: bool) -> Outcome: ...
+
+    def move_rule(self, rule_id: int, index: int) -> Outcome:
+        """Move a rule to ``index`` (0: first, applied before the others)."""
+        ...
+
+    def remove_rule(self, rule_id: int) -> Outcome: ...
+
+    def reload_rules(self) -> Outcome:
+        """Read the rules file again (after fixing it by hand); hit counts start over."""
+        ...
+
+    def mock(self, seq: int) -> Outcome:
+        """ "Mock this": a respond rule, added last, that answers stored flow ``seq``'s method and URL with its stored
+        response. ``Outcome.id``: the rule's."""
+        ...
+
+    # --- throttling -----------------------------------------------------------------------------
+
+    def throttle(self) -> str | None:
+        """The profile throttling all traffic, in words ("3G", "100 KB/s down, 50 KB/s up, +200 ms"), or None."""
+        ...
+
+    def set_throttle(self, profile: str, latency: float = 0) -> Outcome:
+        """Throttle all traffic from the next request on: ``profile`` is a preset ("3G", "slow 3G", "offline"), a
+        rate in KB/s ("100", or "100/50" for download/upload), or "" / "off" for none; ``latency`` adds ms to each
+        request (with or without a rate)."""
         ...
 
 
@@ -155,3 +278,165 @@ class LocalControl:
         self.store.set_label(ip, label or None)
         self.bus.publish(Committed(clients=True))
         return Outcome(True, f"{ip} is now {label!r}" if label else f"{ip} has no name now")
+
+    # --- breakpoints ----------------------------------------------------------------------------
+
+    def _call(self, call: Callable[[], Any], done: str | Callable[[Any], str]) -> Outcome:
+        """``call`` on a part of the capture; a failure comes back as a failed outcome with its reason."""
+        try:
+            result = call()
+        except FAILURES as e:
+            return Outcome(False, _reason(e))
+        return Outcome(True, done(result) if callable(done) else done)
+
+    def _stopped(self, flow_id: str) -> Any:
+        for stopped in self.capture.breakpoints.stopped():
+            if stopped.flow_id == flow_id:
+                return stopped
+        raise KeyError("that flow is not stopped any more (sent on already, or its client left)")
+
+    def breakpoints(self) -> list[dict[str, Any]]:
+        return [b.as_dict() for b in self.capture.breakpoints.breakpoints()]
+
+    def add_breakpoint(
+        self, filter: str, request: bool = True, response: bool = False, client: str | None = None, once: bool = False
+    ) -> Outcome:
+        try:
+            bp = self.capture.breakpoints.add(filter, request=request, response=response, client=client, once=once)
+        except FAILURES as e:
+            return Outcome(False, _reason(e))
+        where = " and ".join(w for w, on in (("requests", request), ("responses", response)) if on)
+        who = f" from {client}" if client else ""
+        return Outcome(True, f"breakpoint {bp.id}: stops {where}{who} matching {filter or 'anything'}", bp.id)
+
+    def remove_breakpoint(self, breakpoint_id: int) -> Outcome:
+        return self._call(lambda: self.capture.breakpoints.remove(breakpoint_id), f"breakpoint {breakpoint_id} removed")
+
+    def stopped(self) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.capture.breakpoints.stopped()]
+
+    def stopped_text(self, flow_id: str) -> dict[str, Any]:
+        try:
+            stopped = self._stopped(flow_id)
+            f = self.capture.breakpoints.flow(flow_id)
+        except FAILURES as e:
+            return {"flow_id": flow_id, "phase": None, "text": None, "reason": _reason(e)}
+        out = stopped.as_dict() | {"text": None, "reason": None}
+        try:
+            out["text"] = request_text(f.request) if stopped.phase == "request" else response_text(f.response)
+        except EditError:
+            out["reason"] = f"its {stopped.phase}'s body is not text: it can be sent on unchanged or aborted"
+        return out
+
+    def _send_on(self, flow_id: str, send: Callable[[Any], None], done: Callable[[Any], str]) -> Outcome:
+        """``send`` a stopped flow on (given as ``stopped`` lists it); the outcome says ``done`` of it."""
+
+        def call() -> Any:
+            stopped = self._stopped(flow_id)
+            send(stopped)
+            return stopped
+
+        return self._call(call, done)
+
+    def execute(self, flow_id: str, text: str) -> Outcome:
+        bp = self.capture.breakpoints
+
+        def execute(stopped: Any) -> None:
+            f = bp.flow(flow_id)
+            message = edited(f.request, text) if stopped.phase == "request" else edited_response(f.response, text)
+            bp.execute(flow_id, message)
+
+        return self._send_on(flow_id, execute, _said("sent on as edited"))
+
+    def resume(self, flow_id: str) -> Outcome:
+        return self._send_on(flow_id, lambda _: self.capture.breakpoints.resume(flow_id), _said("sent on unchanged"))
+
+    def abort(self, flow_id: str) -> Outcome:
+        def done(s: Any) -> str:
+            unseen = "; the server never saw the request" if s.phase == "request" else ""
+            return _said(f"aborted, the client got {ABORTED}{unseen}")(s)
+
+        return self._send_on(flow_id, lambda _: self.capture.breakpoints.abort(flow_id), done)
+
+    def resume_all(self) -> Outcome:
+        def done(n: int) -> str:
+            return f"sent on {n} stopped flow{'s' * (n != 1)} unchanged" if n else "no flow was stopped"
+
+        return self._call(self.capture.breakpoints.resume_all, done)
+
+    # --- rules ----------------------------------------------------------------------------------
+
+    def rules(self) -> dict[str, Any]:
+        rules = self.capture.rules
+        infos = [
+            {
+                "id": info.id,
+                "rule": _plain(info.table),
+                "label": info.rule.label if info.rule else str(info.table.get("name") or info.table.get("action")),
+                "enabled": info.rule.enabled if info.rule else bool(info.table.get("enabled", True)),
+                "hits": info.hits,
+                "error": info.error,
+            }
+            for info in rules.rules()
+        ]
+        return {"path": str(rules.path) if rules.path else None, "problem": rules.problem(), "rules": infos}
+
+    def add_rule(self, rule: dict[str, Any], index: int | None = None) -> Outcome:
+        try:
+            rule_id = self.capture.rules.add(model.from_table(dict(rule)), index)
+        except FAILURES as e:
+            return Outcome(False, _reason(e))
+        return Outcome(True, f"rule added and saved to {self.capture.rules.path}", rule_id)
+
+    def edit_rule(self, rule_id: int, rule: dict[str, Any]) -> Outcome:
+        return self._call(lambda: self.capture.rules.edit(rule_id, model.from_table(dict(rule))), "rule saved")
+
+    def set_rule_enabled(self, rule_id: int, enabled: bool) -> Outcome:
+        done = f"rule {'enabled' if enabled else 'disabled'}"
+        return self._call(lambda: self.capture.rules.set_enabled(rule_id, enabled), done)
+
+    def move_rule(self, rule_id: int, index: int) -> Outcome:
+        return self._call(lambda: self.capture.rules.move(rule_id, index), f"rule moved to place {index + 1}")
+
+    def remove_rule(self, rule_id: int) -> Outcome:
+        return self._call(lambda: self.capture.rules.remove(rule_id), "rule deleted")
+
+    def reload_rules(self) -> Outcome:
+        rules = self.capture.rules
+        outcome = self._call(rules.reload, "")
+        if not outcome.ok or (problem := rules.problem()):
+            return Outcome(False, outcome.message or problem)
+        infos = rules.rules()
+        broken = sum(1 for info in infos if info.error)
+        loaded = f"{len(infos)} rule{'s' * (len(infos) != 1)} loaded from {rules.path}"
+        return Outcome(True, loaded + (f", {broken} of them broken" if broken else ""))
+
+    def mock(self, seq: int) -> Outcome:
+        flow = self.store.load_flow(seq)
+        if not isinstance(flow, http.HTTPFlow):
+            return Outcome(False, f"flow #{seq} cannot be mocked: it is not an HTTP flow")
+        try:
+            rule_id = self.capture.rules.mock(flow)
+        except FAILURES as e:
+            return Outcome(False, f"flow #{seq} cannot be mocked: {_reason(e)}")
+        request = flow.request
+        return Outcome(True, f"rule added: {request.method} {request.pretty_url} is answered as #{seq} was", rule_id)
+
+    # --- throttling -----------------------------------------------------------------------------
+
+    def throttle(self) -> str | None:
+        profile = self.capture.throttle.profile()
+        return str(profile) if profile is not None else None
+
+    def set_throttle(self, profile: str, latency: float = 0) -> Outcome:
+        def apply() -> Any:
+            text = profile.strip()
+            new = None if text.lower() in OFF else profiles.parse(text)
+            if latency < 0:
+                raise ValueError("latency must not be negative")
+            if latency:
+                new = profiles.with_latency(new, latency)
+            self.capture.throttle.set_profile(new)
+            return new
+
+        return self._call(apply, lambda new: f"throttling all traffic: {new}" if new else "throttling off")

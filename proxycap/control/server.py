@@ -63,7 +63,7 @@ def socket_path(port: int) -> Path:
 def encode(value: Any) -> Any:
     """A call's result or an event as JSON data."""
     if isinstance(value, Outcome):
-        return {"outcome": [value.ok, value.message]}
+        return {"outcome": dataclasses.asdict(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"event": type(value).__name__, "fields": dataclasses.asdict(value)}
     return value
@@ -71,7 +71,7 @@ def encode(value: Any) -> Any:
 
 def decode(value: Any) -> Any:
     if isinstance(value, dict) and "outcome" in value:
-        return Outcome(*value["outcome"])
+        return Outcome(**value["outcome"])
     if isinstance(value, dict) and "event" in value:
         fields = {k: v for k, v in value["fields"].items() if k != "kind"}
         return EVENTS[value["event"]](**fields)

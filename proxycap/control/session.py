@@ -46,7 +46,7 @@ class CaptureSession:
         self.access = Access(self.bus)  # who may use the proxy: allow and deny at runtime, from any thread
         self.rules = Rules()
         self.throttle = Throttle()
-        self.breakpoints = Breakpoints()
+        self.breakpoints = Breakpoints(self.bus)  # tells the UI of stopped flows on the bus
         # In this order: the setup pages answer before the access check (devices not allowed yet fetch the CA); a
         # refused client goes no further (neither recorded nor counted); what rules, throttling and breakpoints change
         # in a hook is recorded by the recorder's handler for that hook.

@@ -17,6 +17,7 @@ from proxycap.control.api import Control, Outcome
 from proxycap.control.editing import EditError, request_text
 from proxycap.query.views import ViewSpec
 from proxycap.storage.store import Store
+from proxycap.tui.chrome.edit import Send
 from proxycap.tui.messages import ActionDone, DeletionAsked, EditorReady
 
 
@@ -54,8 +55,11 @@ class Actions:
     def replay(self, seq: int) -> None:
         self._call(lambda c: c.replay(seq), announce=True, group="replay")
 
-    def send_edited(self, seq: int, text: str) -> None:
-        self._call(lambda c: c.send_request(seq, text), announce=True, group="replay")
+    def send_edited(self, seq: int) -> Send:
+        """What the request editor calls, in its worker, to send flow ``seq``'s request as edited."""
+        assert self.control is not None
+        control = self.control
+        return lambda _action, text: control.send_request(seq, text)
 
     def set_marked(self, seqs: Sequence[int], marked: bool) -> None:
         self._call(lambda c: c.set_marked(seqs, marked), announce=False, group="write")
@@ -75,7 +79,7 @@ class Actions:
         try:
             if not isinstance(flow, http.HTTPFlow):
                 raise EditError("it is not an HTTP flow")
-            message: Any = EditorReady(seq, flow.request, request_text(flow.request))
+            message: Any = EditorReady(seq, request_text(flow.request))
         except EditError as e:
             message = ActionDone(Outcome(False, f"flow #{seq} cannot be edited: {e}"))
         self.app.post_message(message)

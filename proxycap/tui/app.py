@@ -24,7 +24,7 @@ from textual.drivers.linux_driver import LinuxDriver
 from textual.widget import Widget
 from textual.widgets import Input
 
-from proxycap.control.api import Control
+from proxycap.control.api import Control, Outcome
 from proxycap.internals.textual import PromptEscapeDriver
 from proxycap.query.filters import FilterError
 from proxycap.query.views import ViewSpec
@@ -32,7 +32,7 @@ from proxycap.storage.store import Store
 from proxycap.tui import keys, messages
 from proxycap.tui.actions import Actions
 from proxycap.tui.chrome.clients import ClientsPanel, ReverseDNS
-from proxycap.tui.chrome.edit import EditScreen
+from proxycap.tui.chrome.edit import RequestEditScreen
 from proxycap.tui.chrome.filter_bar import FilterBar
 from proxycap.tui.chrome.keybar import KeyBar
 from proxycap.tui.chrome.screens import ConfirmScreen, EventLogScreen, EventRow, HelpScreen, RenameScreen
@@ -42,6 +42,8 @@ from proxycap.tui.flows.flow_list import FlowList
 from proxycap.tui.flows.model import SORT_COLUMNS, Change, FlowView
 from proxycap.tui.inspector.panel import Inspector
 from proxycap.tui.live import FEED_LIMIT, Live
+from proxycap.tui.traffic import handlers
+from proxycap.tui.traffic.controller import Traffic
 
 NARROW = 100  # below this many columns the clients panel hides (until toggled by hand)
 SHORT = 30  # below this many rows the inspector opens full screen
@@ -49,7 +51,7 @@ UNMOUNT_WAIT = 5.0  # seconds to let running workers finish on exit
 INSPECTOR_ACTIONS = {
     "zoom_inspector", "show_tab", "body_view", "pin_body_view", "toggle_raw", "more_body", "search_body", "next_match"
 }  # fmt: skip
-WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause", "replay", "edit_replay"}
+WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause", "replay", "edit_replay", *handlers.ACTIONS}
 
 
 async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
@@ -60,7 +62,7 @@ async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
             await asyncio.wait_for(done, timeout)
 
 
-class ProxycapApp(App[int]):
+class ProxycapApp(handlers.TrafficHandlers, App[int]):
     CSS_PATH = "proxycap.tcss"
     TITLE = "proxycap"
     BINDINGS = keys.bindings()
@@ -99,6 +101,7 @@ class ProxycapApp(App[int]):
         # What the store committed, and log lines: the view reads the rest from the store.
         self.live = Live(self, control.subscribe("tui", FEED_LIMIT) if control else None)
         self.actions = Actions(self, control)
+        self.traffic = Traffic(self, control)  # breakpoints, stopped flows, rules, throttling
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's terminal driver, but answering a lone Esc without its extra 100 ms (``internals.textual``)."""
@@ -133,6 +136,7 @@ class ProxycapApp(App[int]):
         self.flows.follow = not self.readonly  # live: open at the newest flows; a browsed capture at its first
         self.flows.focus()
         self.live.start()
+        self.traffic.start()
         if self.status.listen is not None:
             self.sub_title = ", ".join(f"{h}:{p}" for h, p in self.status.listen)
 
@@ -164,15 +168,19 @@ class ProxycapApp(App[int]):
         self.live.show_clients(message.rows, message.trusted)
 
     def on_action_done(self, message: messages.ActionDone) -> None:
-        outcome = message.outcome
-        if message.announce or not outcome.ok:
+        if message.announce or not message.outcome.ok:
+            self.say(message.outcome)
+
+    def say(self, outcome: Outcome | None) -> None:
+        """Tell the user what became of an action (nothing if it was called off)."""
+        if outcome is not None:
             self.notify(outcome.message, severity="information" if outcome.ok else "warning", timeout=3)
 
     def proxy_stopped(self) -> None:
         """The capture this window is attached to stopped: what it stored can still be browsed, nothing changed."""
         self.readonly = True
         self.status.listen = None
-        self.status.stopped = True
+        self.status.proxy_stopped = True
         self.live.show_status()
         self.refresh_bindings()
         self.notify("the proxy stopped: this window browses its capture read-only", severity="warning", timeout=10)
@@ -348,15 +356,12 @@ class ProxycapApp(App[int]):
             self.actions.replay(self.flows.selected)
 
     def action_edit_replay(self) -> None:
-        if self.flows.selected is not None:
+        if self.flows.selected is not None and not self.traffic.edit_selected():  # a stopped flow: where it stopped
             self.actions.edit(self.flows.selected)
 
     def on_editor_ready(self, message: messages.EditorReady) -> None:
-        def done(text: str | None) -> None:
-            if text is not None:
-                self.actions.send_edited(message.seq, text)
-
-        self.push_screen(EditScreen(message.seq, message.request, message.text), done)
+        send = self.actions.send_edited(message.seq)
+        self.push_screen(RequestEditScreen(message.seq, message.text, send), self.say)
 
     def action_delete(self) -> None:
         if self.flows.selected is not None:
@@ -450,4 +455,4 @@ class ProxycapApp(App[int]):
         self.push_screen(HelpScreen())
 
     def action_quit(self) -> None:
-        self.exit(0)
+        self.traffic.quit(lambda: self.exit(0))  # stopped flows: asks, and sends them on first

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from textual.timer import Timer
 from textual.worker import Worker, get_current_worker
 
-from proxycap.capture.bus import Committed, LogEvent, StoreStatus
+from proxycap.capture.bus import BreakpointsChanged, Committed, LogEvent, StoreStatus
 from proxycap.control.api import Feed
 from proxycap.query.views import Found, ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 from proxycap.runtime import gcsettle, switching
@@ -76,6 +76,7 @@ class LiveApp(Protocol):
     def log_lines(self, lines: list[EventRow]) -> None: ...
 
     def proxy_stopped(self) -> None: ...
+    def breakpoints_changed(self, event: BreakpointsChanged | None) -> None: ...
 
 
 class Live:
@@ -241,7 +242,9 @@ class Live:
             app.flows.forget()
             view.begin(view.spec, force=True)
             self.reload()
+            app.breakpoints_changed(None)
         logs: list[EventRow] = []
+        breakpoints: BreakpointsChanged | None = None  # each says it all: the last one will do
         finished = 0
         changed: set[int] = set()  # cached rows to draw again
         touched: set[int] = set()  # every row that changed
@@ -262,6 +265,8 @@ class Live:
             elif isinstance(ev, StoreStatus):
                 app.status.store_problem = ev.message if ev.state == "failing" else None
                 app.status.lost += ev.lost
+            elif isinstance(ev, BreakpointsChanged):
+                breakpoints = ev
         if changed:
             app.flows.forget(changed)
         if app.inspector.seq in touched:
@@ -271,6 +276,8 @@ class Live:
             self._rate.popleft()
         if logs:
             app.log_lines(logs)
+        if breakpoints is not None:
+            app.breakpoints_changed(breakpoints)
         if self.feed.ended:  # the capture (another process) stopped: the window stays, reading the store
             self.feed.close()
             self.feed = None

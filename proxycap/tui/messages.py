@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mitmproxy import http
+from collections.abc import Callable
+from typing import Any
+
 from textual.message import Message
 
 from proxycap.control.api import Outcome
@@ -56,10 +58,9 @@ class DeletionAsked(Message):
 class EditorReady(Message):
     """Flow ``seq``'s request, loaded and as editable text."""
 
-    def __init__(self, seq: int, request: http.Request, text: str) -> None:
+    def __init__(self, seq: int, text: str) -> None:
         super().__init__()
         self.seq = seq
-        self.request = request
         self.text = text
 
 
@@ -70,3 +71,12 @@ class ActionDone(Message):
         super().__init__()
         self.outcome = outcome
         self.announce = announce
+
+
+class Answered(Message):
+    """A control API call's answer, for ``then`` on the UI thread (``tui.traffic``)."""
+
+    def __init__(self, answer: Any, then: Callable[[Any], None]) -> None:
+        super().__init__()
+        self.answer = answer
+        self.then = then

@@ -1,40 +1,53 @@
-"""The request editor: a captured request as text, sent as a new flow with ctrl+s (see ``control.editing``)."""
+"""The editor: a message as text, sent on through the control API by the keys of the screen that uses it.
+
+One editor for every text the user edits and sends: a captured request sent as a new flow (``e``), a flow stopped at
+a breakpoint (Execute, Continue, Abort), a rule (TOML). Each use is a subclass that binds its own keys (``tui.keys``)
+to ``submit``: the call runs in a worker, and text that does not read as what it should be keeps the editor open with
+the reason (``CallScreen``).
+"""
 
 from __future__ import annotations
 
-from mitmproxy import http
-from rich.text import Text
+from collections.abc import Callable
+
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
-from proxycap.control.editing import EditError, edited
+from proxycap.control.api import Outcome
+from proxycap.tui import keys
+from proxycap.tui.chrome.calling import CallScreen
+from proxycap.tui.chrome.keybar import KeyBar
+
+Send = Callable[[str, str], Outcome]  # (the key's action, the text) → what became of it; called in a worker
 
 
-class EditScreen(ModalScreen[str | None]):
-    """Returns the edited request's text once it reads as a request, or None when cancelled; unreadable text keeps the
-    editor open with the reason."""
-
-    BINDINGS = [Binding("ctrl+s", "send", "Send", priority=True), Binding("escape", "dismiss(None)", "Cancel")]
-
-    def __init__(self, seq: int, request: http.Request, text: str) -> None:
+class EditScreen(CallScreen):
+    def __init__(self, title: str, text: str, send: Send, note: str = "", read_only: bool = False) -> None:
         super().__init__()
-        self.seq = seq
-        self.request = request
+        self.title_text = title
         self.text = text
+        self.send = send
+        self.note = note
+        self.read_only = read_only
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog editor"):
-            yield Static(f"Edit flow #{self.seq}'s request, then ctrl+s sends it as a new flow; esc cancels")
-            yield TextArea(self.text, soft_wrap=True, show_line_numbers=False)
-            yield Static(id="edit-error")
+            yield Static(self.title_text, id="edit-title", markup=False)
+            yield TextArea(self.text, soft_wrap=True, show_line_numbers=False, read_only=self.read_only)
+            yield Static(self.note, id="edit-note", markup=False)
+            yield Static(id="call-error")
+        yield KeyBar()
 
-    def action_send(self) -> None:
-        text = self.query_one(TextArea).text
-        try:
-            edited(self.request, text)
-            self.dismiss(text)
-        except EditError as e:
-            self.query_one("#edit-error", Static).update(Text(str(e), style="red"))
+    def action_submit(self, action: str) -> None:
+        text, send = self.query_one(TextArea).text, self.send
+        self.call(lambda: send(action, text))
+
+
+class RequestEditScreen(EditScreen):
+    """A captured request, sent as a new flow (``Control.send_request``)."""
+
+    BINDINGS = keys.bindings("request-editor")
+
+    def __init__(self, seq: int, text: str, send: Send) -> None:
+        super().__init__(f"Edit flow #{seq}'s request, then ctrl+s sends it as a new flow; esc cancels", text, send)

@@ -1,4 +1,5 @@
-"""The status bar: where the proxy listens, whether the display is live, counts, rate, store, CA hint."""
+"""The status bar: where the proxy listens, whether the display is live, counts, rate, flows stopped at breakpoints,
+throttling, store, CA hint."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ SEPARATOR = Text(" │ ", Style(dim=True))
 class Status:
     store: Path
     listen: list[tuple[str, int]] | None  # None: read-only (no proxy)
-    stopped: bool = False  # the proxy this window was attached to stopped
+    proxy_stopped: bool = False  # the proxy this window was attached to stopped
     paused: bool = False
     total: int = 0
     shown: int | None = 0  # None: still counting
@@ -26,12 +27,17 @@ class Status:
     ca_hint: bool = True
     store_problem: str | None = None  # the store cannot be written now: why
     lost: int = 0  # flows the store could not keep, this session
+    stopped_flows: int = 0  # flows stopped at breakpoints
+    breakpoints: int = 0  # armed
+    throttle: str | None = None  # the profile throttling all traffic
 
 
 def render(s: Status) -> Text:
     parts: list[Text] = []
     if s.listen is None:
-        parts.append(Text("proxy stopped · read-only" if s.stopped else "read-only", Style(bold=True, color="yellow")))
+        parts.append(
+            Text("proxy stopped · read-only" if s.proxy_stopped else "read-only", Style(bold=True, color="yellow"))
+        )
     else:
         state = Text("❚❚ paused", Style(bold=True, color="yellow")) if s.paused else Text("● rec", Style(color="red"))
         state.append(" " + ", ".join(f"{h}:{p}" for h, p in s.listen))
@@ -43,6 +49,12 @@ def render(s: Status) -> Text:
         parts.append(Text(f"⚠ store: {s.store_problem}", Style(color="red", bold=True)))
     if s.lost:
         parts.append(Text(f"⚠ {s.lost:,} flows not stored (l: log)", Style(color="red", bold=True)))
+    if s.stopped_flows:
+        parts.append(Text(f"⏸ {s.stopped_flows} stopped (w)", Style(bold=True, color="yellow")))
+    elif s.breakpoints:
+        parts.append(Text(f"{s.breakpoints} breakpoint{'s' * (s.breakpoints != 1)} (I)", Style(color="yellow")))
+    if s.throttle:
+        parts.append(Text(f"throttled: {s.throttle} (t)", Style(color="magenta")))
     if s.warnings:
         parts.append(Text(f"⚠ {s.warnings} (l: log)", Style(color="yellow")))
     if s.ca_hint and s.listen is not None:

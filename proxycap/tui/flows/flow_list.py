@@ -28,6 +28,20 @@ from proxycap.tui.inspector.flowdoc import status_kind
 
 MARK = "●"
 REPLAY = "↻"  # before the method of a replayed flow, as in mitmproxy's console
+MODIFIED = "✎"  # before the method of a flow that a rule or breakpoint changed (Details says how)
+STOPPED = "⏸"  # in the status of a flow stopped at a breakpoint
+
+
+def method_cell(row: Row) -> str:
+    return (REPLAY if row.get("replay_of") else "") + (MODIFIED if row.get("modified") else "") + (row["method"] or "")
+
+
+def status_cell(row: Row) -> str:
+    if not row.get("intercepted"):
+        return fmt.status(row)
+    return STOPPED if row.get("status") is None else f"{STOPPED} {row['status']}"
+
+
 FEW_LINES = 4  # changed rows repainted line by line; more repaint the list (cheaper for Textual than many regions)
 
 
@@ -60,10 +74,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("#", "seq", 0, 100, lambda r: str(r["seq"]), right=True),
     Column("Time", "ts", 12, 30, lambda r: fmt.clock(r["ts"])),
     Column("Client", "client_ip", 15, 20, lambda r: r["client_ip"] or ""),
-    Column("Method", "method", 7, 80, lambda r: (REPLAY if r.get("replay_of") else "") + (r["method"] or "")),
+    Column("Method", "method", 7, 80, method_cell),
     Column("Host", "host", 16, 90, host_port, flex=1, max_width=32),
     Column("Path", "path", 16, 100, lambda r: r["path"] or "", flex=3),
-    Column("Status", "status", 6, 95, fmt.status),
+    Column("Status", "status", 6, 95, status_cell),
     Column("Type", "content_type", 12, 10, lambda r: short_type(r["content_type"])),
     Column("Size", "response_size", 7, 60, lambda r: fmt.size(r["response_size"]), right=True),
     Column("Dur", "duration_ms", 7, 50, lambda r: fmt.duration(r["duration_ms"]), right=True),
@@ -116,6 +130,7 @@ class FlowList(QuickScrollBars, ScrollView, can_focus=True):
         "flow-list--redirect",
         "flow-list--client-error",
         "flow-list--error",
+        "flow-list--stopped",
     }
     BINDINGS = [
         Binding("up", "cursor(-1)", "Up", show=False),
@@ -393,12 +408,13 @@ class FlowList(QuickScrollBars, ScrollView, can_focus=True):
         kind = status_kind(row)
         marked = bool(row.get("marked"))
         base = self._row_style(kind, marked, is_cursor)
+        status_style = "stopped" if row.get("intercepted") else kind
         segments = [Segment(MARK, base + self._style("marked")) if marked else Segment(" ", base)]
         cells = 1
         for col, w in cols:
             text = fit(col.cell(row), w, col.right)
-            if col.order == "status" and kind:
-                segments += (Segment(text, base + self._style(kind)), Segment(" ", base))
+            if col.order == "status" and status_style:
+                segments += (Segment(text, base + self._style(status_style)), Segment(" ", base))
             else:
                 segments.append(Segment(text + " ", base))
             cells += w + 1

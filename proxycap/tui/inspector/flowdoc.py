@@ -15,13 +15,14 @@ from rich.style import Style
 from rich.text import Text
 
 from proxycap.capture.hints import upstream_tls_hint
-from proxycap.capture.summary import peer, summarize
+from proxycap.capture.summary import META_MODIFIED, peer, summarize
 from proxycap.query import fmt
 from proxycap.tui.inspector.bodyview import LIMIT, NOTE, Body, head_lines, render_body, render_raw
 
 SECTION = Style(bold=True, underline=True)
 KEY = Style(dim=True)
 ERROR = Style(color="red", bold=True)
+STOPPED = Style(color="yellow", bold=True)
 WS_PREVIEW = 1000  # characters of each WebSocket message shown
 
 
@@ -110,14 +111,28 @@ TIMING_NOTE = (
 )
 
 
+def changes(f: http.HTTPFlow | None, row: dict[str, Any]) -> list[Text]:
+    """What changed the flow in flight (rules, breakpoints, throttling), and whether it is stopped at a breakpoint."""
+    lines = []
+    if row.get("intercepted"):
+        lines.append(Text("  ⏸ stopped at a breakpoint (w: the stopped flows; e: edit it, then send it on)", STOPPED))
+    # Each note as it was made (the summary joins them with "; ", which notes may hold too).
+    notes = f.metadata.get(META_MODIFIED) if f is not None else None
+    if notes is None and row.get("modified"):
+        notes = [row["modified"]]
+    lines += [Text(f"  {note}") for note in notes or ()]
+    return [Text("Changed in flight", SECTION), *lines, Text()] if lines else []
+
+
 def details(f: http.HTTPFlow | None, row: dict[str, Any]) -> list[Text]:
-    """Timing, connection and TLS facts, and what went wrong."""
+    """Timing, connection and TLS facts, what went wrong, and what changed the flow in flight."""
     s = summarize(f) if f is not None else row
     lines: list[Text] = []
     problems = [p for p in (s.get("error"), upstream_tls_hint(s.get("error")), fmt.streamed_note(s)) if p]
     if problems:
         lines += [Text("Error" if s.get("error") else "Note", SECTION), *(Text(f"  {p}", ERROR) for p in problems)]
         lines.append(Text())
+    lines += changes(f, row)
     lines += _section(
         "Request",
         [
