@@ -48,6 +48,9 @@ class Actions:
     def send_edited(self, seq: int, text: str) -> None:
         self._call(lambda c: c.send_request(seq, text), announce=True, group="replay")
 
+    def compose(self, text: str) -> None:
+        self._call(lambda c: c.compose(text), announce=True, group="replay")
+
     def set_marked(self, seqs: Sequence[int], marked: bool) -> None:
         self._call(lambda c: c.set_marked(seqs, marked), announce=False, group="write")
 

@@ -38,6 +38,7 @@ from proxycap.tui.chrome.keybar import KeyBar
 from proxycap.tui.chrome.screens import ConfirmScreen, EventLogScreen, EventRow, HelpScreen, RenameScreen
 from proxycap.tui.chrome.status import Status, StatusBar
 from proxycap.tui.commands import ProxycapCommands
+from proxycap.tui.exchange.actions import ExchangeActions
 from proxycap.tui.flows.flow_list import FlowList
 from proxycap.tui.flows.model import SORT_COLUMNS, Change, FlowView
 from proxycap.tui.inspector.panel import Inspector
@@ -49,7 +50,7 @@ UNMOUNT_WAIT = 5.0  # seconds to let running workers finish on exit
 INSPECTOR_ACTIONS = {
     "zoom_inspector", "show_tab", "body_view", "pin_body_view", "toggle_raw", "more_body", "search_body", "next_match"
 }  # fmt: skip
-WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause", "replay", "edit_replay"}
+WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause", "replay", "edit_replay", "compose"}
 
 
 async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
@@ -60,7 +61,7 @@ async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
             await asyncio.wait_for(done, timeout)
 
 
-class ProxycapApp(App[int]):
+class ProxycapApp(ExchangeActions, App[int]):  # copy, export, compare, compose: tui/exchange/actions.py
     CSS_PATH = "proxycap.tcss"
     TITLE = "proxycap"
     BINDINGS = keys.bindings()

@@ -1,4 +1,5 @@
-"""The request editor: a captured request as text, sent as a new flow with ctrl+s (see ``control.editing``)."""
+"""The request editor: a captured request as text, or a request written from scratch (the composer), sent as a new
+flow with ctrl+s (see ``control.editing``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class EditScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("ctrl+s", "send", "Send", priority=True), Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, seq: int, request: http.Request, text: str) -> None:
+    def __init__(self, seq: int | None, request: http.Request | None, text: str) -> None:
+        """Flow ``seq``'s ``request`` as ``text``; no flow and no request: the composer's template."""
         super().__init__()
         self.seq = seq
         self.request = request
@@ -27,7 +29,8 @@ class EditScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog editor"):
-            yield Static(f"Edit flow #{self.seq}'s request, then ctrl+s sends it as a new flow; esc cancels")
+            what = "Write a request" if self.seq is None else f"Edit flow #{self.seq}'s request"
+            yield Static(f"{what}, then ctrl+s sends it as a new flow; esc cancels")
             yield TextArea(self.text, soft_wrap=True, show_line_numbers=False)
             yield Static(id="edit-error")
 

@@ -25,6 +25,7 @@ class Status:
     ca_hint: bool = True
     store_problem: str | None = None  # the store cannot be written now: why
     lost: int = 0  # flows the store could not keep, this session
+    activity: str | None = None  # work under way in the background (an export's progress)
 
 
 def render(s: Status) -> Text:
@@ -38,6 +39,8 @@ def render(s: Status) -> Text:
     parts.append(Text(f"{'…' if s.shown is None else format(s.shown, ',')} shown / {s.total:,} flows"))
     if s.listen is not None:
         parts.append(Text(f"{s.rate:.1f} req/s"))
+    if s.activity:
+        parts.append(Text(s.activity, Style(color="cyan", bold=True)))
     if s.store_problem:
         parts.append(Text(f"⚠ store: {s.store_problem}", Style(color="red", bold=True)))
     if s.lost:
