@@ -29,7 +29,7 @@ HUNK = Style(color="cyan")
 SHORT = 60  # characters: a change whose two values fit this reads on one line (old → new)
 VALUE_LIMIT = 500  # characters of a JSON value shown (a whole subtree added may be large)
 DIFF_LINES = 5000  # lines of a unified diff shown
-LEGEND = "  ~ changed · + only in B · - only in A · ctrl+f search"
+LEGEND = "~ changed · + only in B · - only in A · ctrl+f search"
 
 
 class CompareReady(Message):
@@ -168,20 +168,23 @@ class CompareScreen(Screen[None]):
         self._lines = lines
 
     def compose(self) -> ComposeResult:
-        title = Text.assemble(
-            "Compare ", (f"#{self.a} (A)", A_SIDE), " with ", (f"#{self.b} (B)", B_SIDE), (LEGEND, DIM)
-        )
-        yield Static(title, classes="screen-title")
+        yield Static(self._title(), id="compare-title", classes="screen-title")
         yield TextLines(self._lines, id="compare-lines")
         yield Input(placeholder="search (enter: next match, esc: close)", id="compare-search", classes="search")
         yield KeyBar()
+
+    def _title(self, where: str = "") -> Text:
+        return Text.assemble(
+            "Compare ", (f"#{self.a} (A)", A_SIDE), " with ", (f"#{self.b} (B)", B_SIDE), (f"  {where or LEGEND}", DIM)
+        )
 
     def on_mount(self) -> None:
         self.query_one(TextLines).focus()
 
     def action_close(self) -> None:
+        """Esc leaves the search first (its matches stay marked), then the screen."""
         search = self.query_one("#compare-search", Input)
-        if search.has_focus:
+        if search.has_class("-visible"):
             search.remove_class("-visible")
             self.query_one(TextLines).focus()
         else:
@@ -193,11 +196,18 @@ class CompareScreen(Screen[None]):
         search.focus()
 
     def action_next_match(self, step: int) -> None:
-        self.query_one(TextLines).next_match(step)
+        lines = self.query_one(TextLines)
+        lines.next_match(step)
+        self._where(lines)
+
+    def _where(self, lines: TextLines) -> None:
+        self.query_one("#compare-title", Static).update(self._title(lines.where))
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        count = self.query_one(TextLines).search(event.value)
+        lines = self.query_one(TextLines)
+        count = lines.search(event.value)
         event.input.set_class(bool(event.value) and not count, "-error")
+        self._where(lines)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Enter: the next match, and the keyboard back to the text, where n and N go on from match to match."""

@@ -81,9 +81,9 @@ class CopyMenu(ModalScreen[str | None]):
         self.to_file = to_file
 
     def compose(self) -> ComposeResult:
-        where = "save it to a file in the exports folder" if self.to_file else "copy it to the clipboard"
+        what = f"Save flow #{self.seq} to a file in the exports folder" if self.to_file else f"Copy flow #{self.seq}"
         with Vertical(classes="dialog"):
-            yield Static(f"Flow #{self.seq} as… (a key or enter: {where}; esc: cancel)")
+            yield Static(f"{what} as… (its key, or enter; esc: cancel)")
             yield OptionList(*(Option(f"{key}  {FORMATS[fmt]}", id=fmt) for fmt, key in LETTERS.items()))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

@@ -24,6 +24,7 @@ from proxycap.query.filters import compile_filter
 from proxycap.storage.store import Query, Store
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress messages: a redraw of the status bar each
+LABELS = {"har": "HAR", "mitm": "mitmproxy", "saz": "SAZ", "curl": "curl", "jsonl": "JSON lines"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,15 +111,15 @@ class ExportScreen(ModalScreen[ExportOrder | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog export"):
-            yield Static("Export flows (tab: next field; enter or ctrl+s: export; esc: cancel)")
+            yield Static("Export flows (enter: export; tab: next field; esc: cancel)")
             with RadioSet(id="export-which"):
                 yield RadioButton(f"the current view ({self.shown:,} flows)", value=not self.marked, id="view")
                 yield RadioButton("its marked flows", value=self.marked, id="marked")
             with RadioSet(id="export-format"):
-                for fmt, (name, suffix, _) in FORMATS.items():
-                    yield RadioButton(f"{name} ({suffix})", value=fmt == "har", id=fmt)
-            yield Checkbox("redact secrets (Authorization, cookies, tokens, keys, passwords)", id="export-redact")
-            yield Input(str(default_path("har")), id="export-path")
+                for fmt in FORMATS:
+                    yield RadioButton(LABELS[fmt], value=fmt == "har", id=fmt)
+            yield Checkbox("redact secrets (Authorization, cookies, tokens, passwords)", id="export-redact")
+            yield Input(str(default_path("har")), id="export-path", select_on_focus=False)
             yield Static(id="export-error")
 
     def on_mount(self) -> None:
