@@ -234,6 +234,7 @@ async def test_details_name_the_file_a_flow_was_imported_from(tmp_path: Path) ->
     app = ProxycapApp(tmp_path / "opened.db")
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: not app.view.loading and len(app.view) > 1)
+        assert not app.check_action("compose", ())  # browsing: nothing to send requests through
         await pilot.press("enter", "3")
         await until(pilot, lambda: app.inspector.doc is not None and app.inspector.active_tab == "details")
         lines = app.inspector.lines("details").plain_lines()
