@@ -805,3 +805,22 @@ async def test_text_lines_draw_the_rows_textual_scrolled_to() -> None:
         await pilot.pause()
         assert lines.vertical_scrollbar.window_virtual_size == 101
         assert lines.render_line(lines.size.height - 1).text.strip() == "line 100"
+
+
+async def test_text_lines_draw_a_lines_own_style() -> None:
+    """A line styled as a whole (a section's title, an error) keeps its style: rich renders a text's own style only
+    along with its spans, so a line without spans was drawn plain."""
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield TextLines([Text("error", Style(color="#ff0000")), Text.assemble("key ", ("value", "#00ff00"))])
+
+    async with One().run_test(size=(40, 10)) as pilot:
+        await pilot.pause()
+        lines = pilot.app.query_one(TextLines)
+        colors = lambda y: {seg.style.color.name for seg in lines.render_line(y) if seg.text.strip()}  # noqa: E731
+        assert colors(0) == {"#ff0000"}
+        assert "#00ff00" in colors(1)
+        lines.search("err")  # a match's highlight is a span: the rest of the line keeps its style
+        await pilot.pause()
+        assert "#ff0000" in colors(0)

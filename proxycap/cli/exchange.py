@@ -80,12 +80,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             result = export_flows(store, query, args.output, fmt, flt=flt, redact=args.redact, progress=progress)
     finally:
         store.close()
-    line = f"exported {result.flows:,} flow{'s' * (result.flows != 1)} to {result.path} ({FORMATS[fmt][0]})"
-    if args.redact:
-        line += f"; {result.redacted:,} value{'s' * (result.redacted != 1)} redacted"
-    if result.unstored:
-        line += f"; {result.unstored:,} left out (only their summary was kept, or still in flight)"
-    print(line, file=sys.stderr)
+    print(result.summary(args.redact), file=sys.stderr)
     return 0
 
 

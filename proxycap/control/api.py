@@ -22,6 +22,7 @@ from proxycap.capture.engine import Engine, EngineError
 from proxycap.capture.onloop import NotRunning
 from proxycap.capture.summary import META_REPLAY_OF
 from proxycap.control.editing import EditError, edited, edited_response, request_text, response_text
+from proxycap.exchange.composer import composed_flow
 from proxycap.rules import model, profiles
 from proxycap.storage.store import Store
 
@@ -97,6 +98,10 @@ class Control(Protocol):
 
     def send_request(self, seq: int, text: str) -> Outcome:
         """Send ``text`` (``control.editing``'s request format), edited from flow ``seq``'s request, as a new flow."""
+        ...
+
+    def compose(self, text: str) -> Outcome:
+        """Send ``text`` (``control.editing``'s request format), written from scratch, as a new flow."""
         ...
 
     def delete(self, seqs: Sequence[int]) -> Outcome: ...
@@ -250,19 +255,29 @@ class LocalControl:
             return Outcome(False, str(e))
         return self._send(seq, original, request)
 
+    def compose(self, text: str) -> Outcome:
+        try:
+            flow = composed_flow(edited(None, text))
+        except EditError as e:
+            return Outcome(False, str(e))
+        return self._replay(flow, "the composed request")
+
     def _send(self, seq: int, original: http.HTTPFlow, request: http.Request) -> Outcome:
         """Replay a copy (a new flow, naming the original), as Fiddler reissues a session: mitmproxy would replay the
         flow itself and overwrite its response, and the stored flow would change under the user."""
         again = original.copy()
         again.request = request
         again.metadata[META_REPLAY_OF] = original.id
+        return self._replay(again, f"#{seq}")
+
+    def _replay(self, flow: http.HTTPFlow, what: str) -> Outcome:
         try:
-            error = self.engine.replay(again)
+            error = self.engine.replay(flow)
         except (EngineError, TimeoutError) as e:
             error = str(e) or "the proxy did not answer"
         if error:
-            return Outcome(False, f"replay of #{seq}: {error}")
-        return Outcome(True, f"replaying #{seq}: the answer comes as a new flow")
+            return Outcome(False, f"replay of {what}: {error}")
+        return Outcome(True, f"replaying {what}: the answer comes as a new flow")
 
     def delete(self, seqs: Sequence[int]) -> Outcome:
         self.store.delete(seqs)

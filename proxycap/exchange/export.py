@@ -55,6 +55,15 @@ class ExportResult:
     redacted: int = 0  # values replaced with REDACTED
     unstored: int = 0  # matching flows left out: only their summary was kept (or they are still in flight)
 
+    def summary(self, redact: bool = False) -> str:
+        """The one line for the user: how many flows went to which file, values redacted (if asked), flows left out."""
+        line = f"exported {self.flows:,} flow{'s' * (self.flows != 1)} to {self.path} ({FORMATS[self.format][0]})"
+        if redact:
+            line += f"; {self.redacted:,} value{'s' * (self.redacted != 1)} redacted"
+        if self.unstored:
+            line += f"; {self.unstored:,} left out (only their summary was kept, or still in flight)"
+        return line
+
 
 def export_flows(
     store: Store,

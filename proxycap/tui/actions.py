@@ -61,6 +61,12 @@ class Actions:
         control = self.control
         return lambda _action, text: control.send_request(seq, text)
 
+    def send_composed(self) -> Send:
+        """What the request editor calls, in its worker, to send a request written from scratch."""
+        assert self.control is not None
+        control = self.control
+        return lambda _action, text: control.compose(text)
+
     def set_marked(self, seqs: Sequence[int], marked: bool) -> None:
         self._call(lambda c: c.set_marked(seqs, marked), announce=False, group="write")
 

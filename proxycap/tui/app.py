@@ -38,6 +38,7 @@ from proxycap.tui.chrome.keybar import KeyBar
 from proxycap.tui.chrome.screens import ConfirmScreen, EventLogScreen, EventRow, HelpScreen, RenameScreen
 from proxycap.tui.chrome.status import Status, StatusBar
 from proxycap.tui.commands import ProxycapCommands
+from proxycap.tui.exchange.actions import ExchangeActions
 from proxycap.tui.flows.flow_list import FlowList
 from proxycap.tui.flows.model import SORT_COLUMNS, Change, FlowView
 from proxycap.tui.inspector.panel import Inspector
@@ -51,7 +52,9 @@ UNMOUNT_WAIT = 5.0  # seconds to let running workers finish on exit
 INSPECTOR_ACTIONS = {
     "zoom_inspector", "show_tab", "body_view", "pin_body_view", "toggle_raw", "more_body", "search_body", "next_match"
 }  # fmt: skip
-WRITE_ACTIONS = {"toggle_mark", "delete", "rename_client", "toggle_pause", "replay", "edit_replay", *handlers.ACTIONS}
+WRITE_ACTIONS = {
+    "toggle_mark", "delete", "rename_client", "toggle_pause", "replay", "edit_replay", "compose", *handlers.ACTIONS
+}  # fmt: skip
 
 
 async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
@@ -62,7 +65,7 @@ async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
             await asyncio.wait_for(done, timeout)
 
 
-class ProxycapApp(handlers.TrafficHandlers, App[int]):
+class ProxycapApp(handlers.TrafficHandlers, ExchangeActions, App[int]):  # tui/traffic, tui/exchange
     CSS_PATH = "proxycap.tcss"
     TITLE = "proxycap"
     BINDINGS = keys.bindings()

@@ -7,6 +7,11 @@ import dataclasses
 
 from textual.binding import Binding
 
+from proxycap.exchange.copying import FORMATS as COPY_FORMATS
+from proxycap.tui.exchange.copying import LETTERS as COPY_LETTERS
+
+SHARE = "Copy, export, compare, compose"
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Key:
@@ -91,6 +96,69 @@ KEYS: tuple[Key, ...] = (
         display="G end",
     ),
     Key("r,f2", "rename_client", "Rename", "Name the selected client (stored with the capture)", footer=False),
+    Key(
+        "y",
+        "copy_menu",
+        "Copy",
+        "Copy the selected flow to the clipboard: curl, HTTPie, fetch, URL or raw (a menu)",
+        section=SHARE,
+        footer=False,
+    ),
+    *(
+        Key(
+            "y",
+            f"copy({fmt!r})",
+            f"Copy as {COPY_FORMATS[fmt]}",
+            f"To the clipboard: the selected flow's {COPY_FORMATS[fmt]}",
+            section=SHARE,
+            footer=False,
+            bind=False,
+            display=f"y {letter}",
+        )
+        for fmt, letter in COPY_LETTERS.items()
+    ),
+    Key(
+        "Y",
+        "copy_menu(True)",
+        "Copy to a file",
+        "Save a copy of the selected flow in the exports folder instead (terminals without a clipboard)",
+        section=SHARE,
+        footer=False,
+    ),
+    Key(
+        "E",
+        "export",
+        "Export",
+        "Export the view or its marked flows: HAR, mitmproxy, SAZ, curl, JSON lines (while one runs: cancel it)",
+        section=SHARE,
+        footer=False,
+    ),
+    Key(
+        "E",
+        "export(True)",
+        "Export marked",
+        "Export the view's marked flows (E's dialog, with them chosen)",
+        section=SHARE,
+        footer=False,
+        bind=False,
+    ),
+    Key(
+        "equals_sign",
+        "compare",
+        "Compare",
+        "Compare two flows: = on one, then = on another; = on a replay compares it with its original",
+        section=SHARE,
+        footer=False,
+        display="=",
+    ),
+    Key(
+        "ctrl+n",
+        "compose",
+        "Compose",
+        "Write a new request from scratch in the request editor; ctrl+s sends it as a new flow",
+        section=SHARE,
+        footer=False,
+    ),
     Key(
         "b",
         "focus_clients",

@@ -189,6 +189,8 @@ class TextLines(QuickScrollBars, ScrollView, can_focus=True):
         if strip is None:
             line, start, end = self._rows[index]
             text = self._lines[line][start:end]
+            if text.style and not text.spans:  # rich draws a text's own style only along with its spans
+                text.stylize(text.style)
             for k in self._line_matches.get(line, ()):
                 _, a, b = self._matches[k]
                 if a < end and b > start:

@@ -45,9 +45,10 @@ class EditScreen(CallScreen):
 
 
 class RequestEditScreen(EditScreen):
-    """A captured request, sent as a new flow (``Control.send_request``)."""
+    """A captured request (``seq``), or one written from scratch (none: the composer), sent as a new flow."""
 
     BINDINGS = keys.bindings("request-editor")
 
-    def __init__(self, seq: int, text: str, send: Send) -> None:
-        super().__init__(f"Edit flow #{seq}'s request, then ctrl+s sends it as a new flow; esc cancels", text, send)
+    def __init__(self, seq: int | None, text: str, send: Send) -> None:
+        what = "Write a request" if seq is None else f"Edit flow #{seq}'s request"
+        super().__init__(f"{what}, then ctrl+s sends it as a new flow; esc cancels", text, send)

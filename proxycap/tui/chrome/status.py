@@ -30,6 +30,7 @@ class Status:
     stopped_flows: int = 0  # flows stopped at breakpoints
     breakpoints: int = 0  # armed
     throttle: str | None = None  # the profile throttling all traffic
+    activity: str | None = None  # work under way in the background (an export's progress)
 
 
 def render(s: Status) -> Text:
@@ -45,6 +46,8 @@ def render(s: Status) -> Text:
     parts.append(Text(f"{'…' if s.shown is None else format(s.shown, ',')} shown / {s.total:,} flows"))
     if s.listen is not None:
         parts.append(Text(f"{s.rate:.1f} req/s"))
+    if s.activity:
+        parts.append(Text(s.activity, Style(color="cyan", bold=True)))
     if s.store_problem:
         parts.append(Text(f"⚠ store: {s.store_problem}", Style(color="red", bold=True)))
     if s.lost:

@@ -141,6 +141,7 @@ def details(f: http.HTTPFlow | None, row: dict[str, Any]) -> list[Text]:
             ("Started", fmt.clock(s["ts"])),
             ("HTTP version", s.get("http_version")),
             ("Replay of", _original(s.get("replay_of"), row.get("replay_of_seq"))),
+            ("Imported", row.get("source")),  # from this file (the store's column: the flow's own summary lacks it)
         ],
     )
     lines += _section(
