@@ -17,14 +17,17 @@ from typing import Any, Protocol
 
 from mitmproxy import http
 
-from proxycap.capture.bus import Bus, Committed, Event, LogEvent, StoreStatus
+from proxycap.capture.bus import AccessChanged, Bus, ClientRefusedEvent, Committed, Event, LogEvent, StoreStatus
 from proxycap.capture.engine import Engine, EngineError
 from proxycap.capture.summary import META_REPLAY_OF
 from proxycap.control.editing import EditError, edited
+from proxycap.devices.lan import listening_note
+from proxycap.devices.setup import setup_for
 from proxycap.storage.store import Store
 
-# What a UI hears: the store's changes, the log lines worth showing, the store's state.
-FEED_KINDS = (Committed, LogEvent, StoreStatus)
+# What a UI hears: the store's changes, the log lines worth showing, the store's state, clients refused (at once, to
+# offer allowing them) and clients allowed or denied.
+FEED_KINDS = (Committed, LogEvent, StoreStatus, ClientRefusedEvent, AccessChanged)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,7 +55,7 @@ class Control(Protocol):
         ...
 
     def subscribe(self, name: str, limit: int) -> Feed:
-        """A feed of ``Committed`` and ``LogEvent`` events, at most ``limit`` queued."""
+        """A feed of the events in ``FEED_KINDS``, at most ``limit`` queued."""
         ...
 
     def replay(self, seq: int) -> Outcome:
@@ -69,6 +72,29 @@ class Control(Protocol):
 
     def set_label(self, ip: str, label: str | None) -> Outcome:
         """Name a client (None or empty: forget the name)."""
+        ...
+
+    def client_access(self) -> dict[str, Any]:
+        """Who may use the proxy: ``pending``, the clients refused this session that nobody allowed or denied yet,
+        oldest first (``ip``, ``request``: its first, ``first_seen``, ``requests``: how many it sent); ``allowed`` and
+        ``denied``, the addresses allowed and denied at runtime this session; ``policy``, who is allowed, for people;
+        ``note``, one short line saying where devices reach the proxy and who is allowed when it listens beyond
+        loopback, else None."""
+        ...
+
+    def allow_client(self, ip: str, remember: bool = False) -> Outcome:
+        """Let ``ip`` use the proxy from its next request on: this session, and with ``remember`` later runs too (the
+        settings file keeps it)."""
+        ...
+
+    def deny_client(self, ip: str) -> Outcome:
+        """Refuse ``ip`` from its next request on (even where ``--allow`` lets it in), and forget it if remembered."""
+        ...
+
+    def device_setup(self) -> dict[str, Any]:
+        """How devices reach the proxy: ``listen_host``, ``port`` and ``addresses`` (``devices.setup.SetupInfo``'s
+        fields: this machine's addresses that devices reach it at, best first, none when it listens on loopback only),
+        ``policy`` (who is allowed, for people) and ``proxyauth`` (whether it asks for credentials)."""
         ...
 
 
@@ -146,3 +172,42 @@ class LocalControl:
         self.store.set_label(ip, label or None)
         self.bus.publish(Committed(clients=True))
         return Outcome(True, f"{ip} is now {label!r}" if label else f"{ip} has no name now")
+
+    def client_access(self) -> dict[str, Any]:
+        access = self.capture.access
+        policy = access.policy
+        return {
+            "pending": [dataclasses.asdict(p) for p in access.pending()],
+            "allowed": sorted(policy.allowed),
+            "denied": sorted(policy.denied),
+            "policy": access.describe(),
+            "note": listening_note(self.listen_addrs(), access.describe(), short=True),
+        }
+
+    def allow_client(self, ip: str, remember: bool = False) -> Outcome:
+        try:
+            self.capture.access.allow(ip, remember=remember)
+        except (ValueError, OSError) as e:
+            return Outcome(False, f"cannot allow {ip}: {e}")
+        self.bus.publish(AccessChanged(ip, allowed=True, remembered=remember))
+        later = " (remembered for later runs)" if remember else " for this session"
+        return Outcome(True, f"{ip} may use the proxy{later}")
+
+    def deny_client(self, ip: str) -> Outcome:
+        try:
+            self.capture.access.deny(ip)
+        except (ValueError, OSError) as e:
+            return Outcome(False, f"cannot deny {ip}: {e}")
+        self.bus.publish(AccessChanged(ip, allowed=False))
+        return Outcome(True, f"{ip} is refused from now on")
+
+    def device_setup(self) -> dict[str, Any]:
+        info = setup_for(self.listen_addrs())
+        master = self.engine.master
+        return {
+            "listen_host": info.listen_host,
+            "port": info.port,
+            "addresses": list(info.addresses),
+            "policy": self.capture.access.describe(),
+            "proxyauth": bool(master is not None and master.options.proxyauth),
+        }

@@ -16,12 +16,12 @@ from typing import Any, Protocol
 from textual.timer import Timer
 from textual.worker import Worker, get_current_worker
 
-from proxycap.capture.bus import Committed, LogEvent, StoreStatus
+from proxycap.capture.bus import AccessChanged, ClientRefusedEvent, Committed, LogEvent, StoreStatus
 from proxycap.control.api import Feed
 from proxycap.query.views import Found, ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 from proxycap.runtime import gcsettle, switching
 from proxycap.storage.store import Store
-from proxycap.tui.chrome.clients import ClientRow, ClientsPanel, ReverseDNS, client_rows
+from proxycap.tui.chrome.clients import ClientNames, ClientRow, ClientsPanel, client_rows
 from proxycap.tui.chrome.filter_bar import FilterBar
 from proxycap.tui.chrome.screens import EventRow
 from proxycap.tui.chrome.status import Status, StatusBar
@@ -60,7 +60,7 @@ class LiveApp(Protocol):
     view: FlowView
     store: Store  # the UI thread's connection
     worker_store: Store  # the workers'
-    resolver: ReverseDNS
+    resolver: ClientNames
     status: Status
     flows: FlowList
     filter_bar: FilterBar
@@ -74,6 +74,8 @@ class LiveApp(Protocol):
     post_message: Callable[..., bool]
 
     def log_lines(self, lines: list[EventRow]) -> None: ...
+
+    def access_changed(self, events: list[ClientRefusedEvent | AccessChanged]) -> None: ...
 
 
 class Live:
@@ -240,6 +242,7 @@ class Live:
             view.begin(view.spec, force=True)
             self.reload()
         logs: list[EventRow] = []
+        access: list[ClientRefusedEvent | AccessChanged] = []
         finished = 0
         changed: set[int] = set()  # cached rows to draw again
         touched: set[int] = set()  # every row that changed
@@ -260,6 +263,8 @@ class Live:
             elif isinstance(ev, StoreStatus):
                 app.status.store_problem = ev.message if ev.state == "failing" else None
                 app.status.lost += ev.lost
+            elif isinstance(ev, ClientRefusedEvent | AccessChanged):
+                access.append(ev)
         if changed:
             app.flows.forget(changed)
         if app.inspector.seq in touched:
@@ -269,6 +274,8 @@ class Live:
             self._rate.popleft()
         if logs:
             app.log_lines(logs)
+        if access:
+            app.access_changed(access)
 
     def show_status(self) -> None:
         s = self.app.status

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mitmproxy import http
 from textual.message import Message
 
@@ -70,3 +72,19 @@ class ActionDone(Message):
         super().__init__()
         self.outcome = outcome
         self.announce = announce
+
+
+class AccessLoaded(Message):
+    """Who may use the proxy and who waits (``Control.client_access``)."""
+
+    def __init__(self, access: dict[str, Any]) -> None:
+        super().__init__()
+        self.access = access
+
+
+class SetupLoaded(Message):
+    """How devices reach the proxy (``Control.device_setup``), for the setup screen."""
+
+    def __init__(self, setup: dict[str, Any]) -> None:
+        super().__init__()
+        self.setup = setup

@@ -1,4 +1,5 @@
-"""The status bar: where the proxy listens, whether the display is live, counts, rate, store, CA hint."""
+"""The status bar: where the proxy listens (and, beyond loopback, where devices reach it and who is allowed), whether
+the display is live, counts, rate, clients waiting to be allowed, store, CA hint."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class Status:
     ca_hint: bool = True
     store_problem: str | None = None  # the store cannot be written now: why
     lost: int = 0  # flows the store could not keep, this session
+    lan: str | None = None  # listening beyond loopback: where devices reach the proxy and who is allowed
+    waiting: int = 0  # clients refused and waiting to be allowed
 
 
 def render(s: Status) -> Text:
@@ -35,6 +38,9 @@ def render(s: Status) -> Text:
         state = Text("❚❚ paused", Style(bold=True, color="yellow")) if s.paused else Text("● rec", Style(color="red"))
         state.append(" " + ", ".join(f"{h}:{p}" for h, p in s.listen))
         parts.append(state)
+    if s.waiting:
+        clients = "client waits" if s.waiting == 1 else "clients wait"
+        parts.append(Text(f"⚠ {s.waiting} {clients} (b, then a: allow)", Style(color="yellow", bold=True)))
     parts.append(Text(f"{'…' if s.shown is None else format(s.shown, ',')} shown / {s.total:,} flows"))
     if s.listen is not None:
         parts.append(Text(f"{s.rate:.1f} req/s"))
@@ -44,6 +50,8 @@ def render(s: Status) -> Text:
         parts.append(Text(f"⚠ {s.lost:,} flows not stored (l: log)", Style(color="red", bold=True)))
     if s.warnings:
         parts.append(Text(f"⚠ {s.warnings} (l: log)", Style(color="yellow")))
+    if s.lan and s.listen is not None:
+        parts.append(Text(f"{s.lan} (D: setup)", Style(color="cyan")))
     if s.ca_hint and s.listen is not None:
         parts.append(Text(CA_HINT, Style(color="cyan")))
     parts.append(Text(str(s.store), Style(dim=True)))
