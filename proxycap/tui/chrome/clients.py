@@ -33,6 +33,8 @@ from proxycap.storage.store import Query, Store
 
 ALL = "*"  # option id of the "all clients" row
 ACCESS_STYLES = {"pending": Style(color="yellow", bold=True), "denied": Style(color="red", bold=True)}
+REQUEST = Style(color="yellow")
+REQUEST_LINES = 2  # at most, for a waiting client's first request (the host and path say what is asking)
 
 
 class ReverseDNS:
@@ -183,9 +185,16 @@ def with_access(rows: list[ClientRow], access: dict[str, Any], first_requests: d
     return waiting + [r for r in rows if r.ip not in refused] + [r for r in new if r.ip not in refused]
 
 
+def _line(text: str, width: int, style: Style) -> Text:
+    line = Text(" " + text, style, no_wrap=True, overflow="ellipsis")
+    line.truncate(width, overflow="ellipsis")
+    return line
+
+
 def _prompt(row: ClientRow | None, total: int, active: bool, width: int) -> Text:
-    """Two lines: name, flow count and errors (or "pending"); then IP, bytes and when it was last seen (or the first
-    request of a client waiting to be allowed)."""
+    """Two lines: name, flow count and errors; then IP, bytes and when it was last seen. A client waiting to be
+    allowed says "pending" instead of a count, and its first request (on up to ``REQUEST_LINES`` lines) comes before
+    the IP, when it came and how many it sent."""
     name = "All clients" if row is None else (row.name or row.ip)
     if row is not None and row.access:
         count = Text(row.access, ACCESS_STYLES[row.access])
@@ -199,16 +208,21 @@ def _prompt(row: ClientRow | None, total: int, active: bool, width: int) -> Text
     first.append_text(count)
     if row is None:
         return first
+    lines = [first]
     parts = [row.ip] if row.name else []
     if row.access:
-        parts += [row.request or "refused from now on"]
-        parts += [fmt.clock(row.first_seen)[:8]] if row.first_seen else []
+        request, room = row.request or "refused from now on", max(1, width - 1)
+        pieces = [request[i : i + room] for i in range(0, len(request), room)]
+        if len(pieces) > REQUEST_LINES:
+            pieces = [*pieces[: REQUEST_LINES - 1], pieces[REQUEST_LINES - 1][:-1] + "…"]
+        lines += [_line(piece, width, REQUEST) for piece in pieces]
+        parts += [f"since {fmt.clock(row.first_seen)[:8]}"] if row.first_seen else []
         parts += [f"{row.requests} requests"] if row.requests > 1 else []
     else:
         parts += [fmt.size(row.bytes), fmt.clock(row.last_seen)[:8] if row.last_seen else "no flows yet"]
-    second = Text(" " + " · ".join(parts), Style(dim=True), no_wrap=True, overflow="ellipsis")
-    second.truncate(width, overflow="ellipsis")
-    return Text("\n").join([first, second])
+    if parts:
+        lines.append(_line(" · ".join(parts), width, Style(dim=True)))
+    return Text("\n").join(lines)
 
 
 class ClientsList(OptionList):
