@@ -6,9 +6,10 @@ shows a phone how to get on; programs on this machine are named as themselves. R
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import tomllib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from rich.console import Console
 from test_access import ALLOWED, DEVICE, CountingOrigin
 from test_devices import GateOrigin
 from test_tui_app import until
+from textual.pilot import Pilot
 from textual.widgets import Static
 
 from proxycap.devices.lan import reachable_addresses
@@ -82,20 +84,22 @@ def rendered(widget: Static) -> str:
     return console.export_text()
 
 
-async def refused_and_listed(pilot, app: ProxycapApp, proxy: Proxy, url: str) -> None:
-    """``DEVICE`` asks for ``url``, is refused, and waits in the clients panel, which then has the keyboard with the
-    device highlighted (waiting clients come first, below "All clients")."""
-    response = await get(proxy, DEVICE, url)
-    assert response.status_code == 403 and "proxycap refused this device" in response.text
-    await until(pilot, lambda: access_of(app, DEVICE) == "pending", what="the device listed as pending")
-    await pilot.press("b", "down")
-    assert app.clients.highlighted_ip() == DEVICE
+@contextlib.asynccontextmanager
+async def device_waiting(proxy: Proxy, url: str) -> AsyncIterator[tuple[ProxycapApp, Pilot]]:
+    """The TUI on ``proxy`` once ``DEVICE`` asked for ``url``, was refused, and waits in the clients panel, which then
+    has the keyboard with the device highlighted (waiting clients come first, below "All clients")."""
+    app = ProxycapApp(proxy.store_path, proxy.session.control)
+    async with app.run_test(size=(120, 36)) as pilot:
+        response = await get(proxy, DEVICE, url)
+        assert response.status_code == 403 and "proxycap refused this device" in response.text
+        await until(pilot, lambda: access_of(app, DEVICE) == "pending", what="the device listed as pending")
+        await pilot.press("b", "down")
+        assert app.clients.highlighted_ip() == DEVICE
+        yield app, pilot
 
 
 async def test_a_refused_device_waits_in_the_panel_until_allowed(gated: Proxy, counted: CountingOrigin) -> None:
-    app = ProxycapApp(gated.store_path, gated.session.control)
-    async with app.run_test(size=(120, 36)) as pilot:
-        await refused_and_listed(pilot, app, gated, f"{counted.url}/json")
+    async with device_waiting(gated, f"{counted.url}/json") as (app, pilot):
         row = app.clients.row(DEVICE)
         assert row is not None and (row.request, row.flows) == (f"GET {counted.url}/json", 0)
         assert "pending" in shown(app, DEVICE) and f"GET {counted.url}/json" in shown(app, DEVICE)
@@ -113,9 +117,7 @@ async def test_a_refused_device_waits_in_the_panel_until_allowed(gated: Proxy, c
 
 
 async def test_allow_and_remember_keeps_the_device_in_the_settings_file(gated: Proxy, counted: CountingOrigin) -> None:
-    app = ProxycapApp(gated.store_path, gated.session.control)
-    async with app.run_test(size=(120, 36)) as pilot:
-        await refused_and_listed(pilot, app, gated, f"{counted.url}/json")
+    async with device_waiting(gated, f"{counted.url}/json") as (app, pilot):
         await pilot.press("A")
         await until(pilot, lambda: access_of(app, DEVICE) == "", what="allowed")
         settings = Path(gated.session.config.settings)
@@ -125,9 +127,7 @@ async def test_allow_and_remember_keeps_the_device_in_the_settings_file(gated: P
 
 
 async def test_deny_keeps_the_device_refused_until_allowed_after_all(gated: Proxy, counted: CountingOrigin) -> None:
-    app = ProxycapApp(gated.store_path, gated.session.control)
-    async with app.run_test(size=(120, 36)) as pilot:
-        await refused_and_listed(pilot, app, gated, f"{counted.url}/json")
+    async with device_waiting(gated, f"{counted.url}/json") as (app, pilot):
         await pilot.press("d")
         await until(pilot, lambda: access_of(app, DEVICE) == "denied", what="denied")
         assert app.status.waiting == 0 and f"GET {counted.url}/json" in shown(app, DEVICE)
