@@ -41,17 +41,21 @@ class ClientAccess:
             self.app.actions.load_access()
 
     def heard(self, events: Sequence[ClientRefusedEvent | AccessChanged]) -> None:
-        """Events from the feed: refused clients are announced at once, and the panel and status bar follow."""
-        for ev in events:
-            if isinstance(ev, ClientRefusedEvent):
-                self.app.notify(
-                    f"{ev.client_ip} was refused: {ev.request}\nb: clients panel, then a: allow, A: allow always, "
-                    "d: deny",
-                    title="A client waits to be allowed",
-                    severity="warning",
-                    timeout=ANNOUNCE_SECONDS,
-                    markup=False,  # a URL may hold brackets
-                )
+        """Events from the feed: refused clients are announced at once (many at a time in one note), and the panel
+        and status bar follow."""
+        refused = [ev for ev in events if isinstance(ev, ClientRefusedEvent)]
+        if refused:
+            what = f"{refused[0].client_ip} was refused: {refused[0].request}"
+            if len(refused) > 1:
+                what = f"{len(refused)} clients were refused: {', '.join(ev.client_ip for ev in refused[:5])}"
+                what += ", …" if len(refused) > 5 else ""
+            self.app.notify(
+                f"{what}\nb: clients panel, then a: allow, A: allow always, d: deny",
+                title="Waiting to be allowed",
+                severity="warning",
+                timeout=ANNOUNCE_SECONDS,
+                markup=False,  # a URL may hold brackets
+            )
         self.refresh()
 
     def loaded(self, access: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from mitmproxy import http
 from textual.message import Message
-from textual.worker import Worker
+from textual.worker import Worker, get_current_worker
 
 from proxycap.control.api import Control, Outcome
 from proxycap.control.editing import EditError, request_text
@@ -74,10 +74,16 @@ class Actions:
 
     def _fetch(self, call: Callable[[Control], Message], group: str) -> None:
         """Ask the control API in a worker, and post the answer back as the message ``call`` makes of it; the latest
-        call of a ``group`` wins."""
+        call of a ``group`` wins (an earlier one still under way posts nothing)."""
         assert self.control is not None
         control = self.control
-        self._work(lambda: self.app.post_message(call(control)), group=group, exclusive=True)
+
+        def fetch() -> None:
+            message = call(control)
+            if not get_current_worker().is_cancelled:
+                self.app.post_message(message)
+
+        self._work(fetch, group=group, exclusive=True)
 
     def edit(self, seq: int) -> None:
         """Load flow ``seq``'s request as text for the editor (``EditorReady``), or say why it cannot be edited."""
