@@ -10,16 +10,16 @@ from mitmproxy.test import tflow
 from origins import PNG_BYTES
 from rich.control import strip_control_codes
 from rich.text import Text
-from tui_data import CURL, FIREFOX, PHONE, _flow, build_store, flows
+from tui_data import CURL, FIREFOX, _flow, build_store, flows
 
 from proxycap.capture.bus import Committed
-from proxycap.capture.summary import summarize
+from proxycap.capture.summary import META_PROCESS, summarize
 from proxycap.query import views as views_module
 from proxycap.query.filters import FilterError
 from proxycap.query.views import Found as Batch
 from proxycap.query.views import ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 from proxycap.storage.store import Query, Store
-from proxycap.tui.chrome.clients import ua_label
+from proxycap.tui.chrome.clients import ClientNames, client_rows
 from proxycap.tui.flows.flow_list import COLUMNS, fit, layout
 from proxycap.tui.flows.model import FlowView
 from proxycap.tui.inspector.bodyview import _THEME, _lexer, highlight, render_body, render_raw
@@ -253,24 +253,29 @@ def test_a_cell_is_cut_or_padded_to_its_width(text: str, width: int, right: bool
     assert fit(text, width, right) == cell
 
 
-@pytest.mark.parametrize(
-    ("ua", "label"),
-    [
-        (CURL, "curl 8.5"),
-        (FIREFOX, "Firefox 128 on Linux"),
-        (PHONE, "Safari 17 on iOS"),
-        (
-            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 "
-            "Safari/537.36 Edg/126.0.2592.87",
-            "Edge 126 on Windows",
-        ),
-        ("python-httpx/0.27.2", "python-httpx 0.27"),
-        ("okhttp/4.12.0", "okhttp 4.12"),
-        (None, None),
-    ],
-)
-def test_user_agent_labels(ua: str | None, label: str | None) -> None:
-    assert ua_label(ua) == label
+def test_clients_are_named_by_label_then_program_then_user_agent(store: Store) -> None:
+    """A client's label first; for a client on this machine, the programs that connected from it (newest first);
+    else its User-Agent, by ua-parser ("curl 8.5")."""
+    names = ClientNames()
+    try:
+        assert {r.ip: r.name for r in client_rows(store, names)} == {
+            "127.0.0.2": "curl 8.5",
+            "127.0.0.3": "Firefox 128 on Linux",
+            "10.0.0.7": "Ada's phone",
+        }
+
+        def by_program(seq: int, ip: str, process: str) -> tuple[dict, dict]:
+            f = _flow(seq, ip, FIREFOX, "GET", f"https://www.example.org/{seq}", 200, "text/plain", b"", b"")
+            f.metadata[META_PROCESS] = process
+            return summarize(f), f.get_state()
+
+        store.write([by_program(90, "127.0.0.3", "firefox (4242)"), by_program(91, "10.0.0.7", "curl (1)")], [], [])
+        named = {r.ip: r.name for r in client_rows(store, names)}
+        assert named["127.0.0.3"] == "firefox (4242)" and named["10.0.0.7"] == "Ada's phone"
+        store.write([by_program(92, "127.0.0.3", "curl (77)"), by_program(93, "127.0.0.3", "curl (78)")], [], [])
+        assert {r.ip: r.name for r in client_rows(store, names)}["127.0.0.3"] == "curl, firefox"  # newer first
+    finally:
+        names.close()
 
 
 def test_bodies() -> None:

@@ -20,7 +20,18 @@ from collections.abc import Collection
 from typing import Any, Literal
 
 EventKind = Literal[
-    "request", "response", "error", "websocket", "websocket_end", "log", "client", "committed", "store", "breakpoints"
+    "request",
+    "response",
+    "error",
+    "websocket",
+    "websocket_end",
+    "log",
+    "client",
+    "committed",
+    "store",
+    "breakpoints",
+    "refused",
+    "access",
 ]
 
 
@@ -98,8 +109,41 @@ class BreakpointsChanged:
     kind: EventKind = "breakpoints"
 
 
-Event = FlowEvent | LogEvent | ClientEvent | Committed | StoreStatus | BreakpointsChanged
-EVERY_KIND: frozenset[type] = frozenset({FlowEvent, LogEvent, ClientEvent, Committed, StoreStatus, BreakpointsChanged})
+@dataclasses.dataclass(slots=True)
+class ClientRefusedEvent:
+    """A client that is not allowed asked the proxy for something (once per address and session): it got a 403 page,
+    and the UI may offer to allow it (``Access.allow``) or deny it."""
+
+    ts: float
+    client_ip: str
+    request: str  # its first request, such as "GET http://example.com/" or "CONNECT example.com:443"
+    kind: EventKind = "refused"
+
+
+@dataclasses.dataclass(slots=True)
+class AccessChanged:
+    """A client was allowed (``remembered``: in the settings file too) or denied at runtime: UIs show who is allowed
+    and who waits anew."""
+
+    client_ip: str
+    allowed: bool
+    remembered: bool = False
+    kind: EventKind = "access"
+
+
+Event = (
+    FlowEvent
+    | LogEvent
+    | ClientEvent
+    | Committed
+    | StoreStatus
+    | BreakpointsChanged
+    | ClientRefusedEvent
+    | AccessChanged
+)
+EVERY_KIND: frozenset[type] = frozenset(
+    {FlowEvent, LogEvent, ClientEvent, Committed, StoreStatus, BreakpointsChanged, ClientRefusedEvent, AccessChanged}
+)
 
 
 def state_bytes(event: FlowEvent) -> int:
@@ -221,14 +265,3 @@ class Bus:
                 sub.put(light)
             else:  # subscribed after the publisher looked: it catches up from the store, as a lagging one does
                 sub.lagged = True
-
-
-@dataclasses.dataclass(slots=True)
-class ClientRefusedEvent:
-    """A client that is not allowed asked the proxy for something (once per address and session): it got a 403 page,
-    and the UI may offer to allow it (``Access.allow``) or deny it."""
-
-    ts: float
-    client_ip: str
-    request: str  # its first request, such as "GET http://example.com/" or "CONNECT example.com:443"
-    kind: Literal["refused"] = "refused"

@@ -17,17 +17,29 @@ from typing import Any, Protocol
 
 from mitmproxy import http
 
-from proxycap.capture.bus import BreakpointsChanged, Bus, Committed, Event, LogEvent, StoreStatus
+from proxycap.capture.bus import (
+    AccessChanged,
+    BreakpointsChanged,
+    Bus,
+    ClientRefusedEvent,
+    Committed,
+    Event,
+    LogEvent,
+    StoreStatus,
+)
 from proxycap.capture.engine import Engine, EngineError
 from proxycap.capture.onloop import NotRunning
 from proxycap.capture.summary import META_REPLAY_OF
 from proxycap.control.editing import EditError, edited, edited_response, request_text, response_text
+from proxycap.devices.lan import listening_note
+from proxycap.devices.setup import setup_for
 from proxycap.exchange.composer import composed_flow
 from proxycap.rules import model, profiles
 from proxycap.storage.store import Store
 
-# What a UI hears: the store's changes, log lines worth showing, the store's state, the flows stopped at breakpoints.
-FEED_KINDS = (Committed, LogEvent, StoreStatus, BreakpointsChanged)
+# What a UI hears: the store's changes, log lines worth showing, the store's state, the flows stopped at breakpoints,
+# clients refused (at once, to offer allowing them) and clients allowed or denied.
+FEED_KINDS = (Committed, LogEvent, StoreStatus, BreakpointsChanged, ClientRefusedEvent, AccessChanged)
 # What a call on the traffic's parts may fail with, each with its reason in one line: a flow not stopped (any more), a
 # rule or breakpoint that does not exist (KeyError), a bad filter, rule, address or edited text (ValueError), an edit
 # of the wrong message (TypeError), the proxy stopped or stuck, the rules file not writable.
@@ -89,7 +101,7 @@ class Control(Protocol):
         ...
 
     def subscribe(self, name: str, limit: int) -> Feed:
-        """A feed of ``Committed``, ``LogEvent`` and ``BreakpointsChanged`` events, at most ``limit`` queued."""
+        """A feed of the events in ``FEED_KINDS``, at most ``limit`` queued."""
         ...
 
     def replay(self, seq: int) -> Outcome:
@@ -203,6 +215,30 @@ class Control(Protocol):
         """Throttle all traffic from the next request on: ``profile`` is a preset ("3G", "slow 3G", "offline"), a
         rate in KB/s ("100", or "100/50" for download/upload), or "" / "off" for none; ``latency`` adds ms to each
         request (with or without a rate)."""
+
+    # --- clients --------------------------------------------------------------------------------
+
+    def client_access(self) -> dict[str, Any]:
+        """Who may use the proxy: ``pending``, the clients refused this session that nobody allowed or denied yet,
+        oldest first (``ip``, ``request``: its first, ``first_seen``, ``requests``: how many it sent); ``allowed`` and
+        ``denied``, the addresses allowed and denied at runtime this session; ``policy``, who is allowed, for people;
+        ``note``, one short line saying where devices reach the proxy and who is allowed when it listens beyond
+        loopback, else None."""
+        ...
+
+    def allow_client(self, ip: str, remember: bool = False) -> Outcome:
+        """Let ``ip`` use the proxy from its next request on: this session, and with ``remember`` later runs too (the
+        settings file keeps it)."""
+        ...
+
+    def deny_client(self, ip: str) -> Outcome:
+        """Refuse ``ip`` from its next request on (even where ``--allow`` lets it in), and forget it if remembered."""
+        ...
+
+    def device_setup(self) -> dict[str, Any]:
+        """How devices reach the proxy: ``listen_host``, ``port`` and ``addresses`` (``devices.setup.SetupInfo``'s
+        fields: this machine's addresses that devices reach it at, best first, none when it listens on loopback only),
+        ``policy`` (who is allowed, for people) and ``proxyauth`` (whether it asks for credentials)."""
         ...
 
 
@@ -455,3 +491,44 @@ class LocalControl:
             return new
 
         return self._call(apply, lambda new: f"throttling all traffic: {new}" if new else "throttling off")
+
+    # --- clients --------------------------------------------------------------------------------
+
+    def client_access(self) -> dict[str, Any]:
+        access = self.capture.access
+        policy = access.policy
+        return {
+            "pending": [dataclasses.asdict(p) for p in access.pending()],
+            "allowed": sorted(policy.allowed),
+            "denied": sorted(policy.denied),
+            "policy": access.describe(),
+            "note": listening_note(self.listen_addrs(), access.describe(), short=True),
+        }
+
+    def allow_client(self, ip: str, remember: bool = False) -> Outcome:
+        try:
+            self.capture.access.allow(ip, remember=remember)
+        except (ValueError, OSError) as e:
+            return Outcome(False, f"cannot allow {ip}: {e}")
+        self.bus.publish(AccessChanged(ip, allowed=True, remembered=remember))
+        later = " (remembered for later runs)" if remember else " for this session"
+        return Outcome(True, f"{ip} may use the proxy{later}")
+
+    def deny_client(self, ip: str) -> Outcome:
+        try:
+            self.capture.access.deny(ip)
+        except (ValueError, OSError) as e:
+            return Outcome(False, f"cannot deny {ip}: {e}")
+        self.bus.publish(AccessChanged(ip, allowed=False))
+        return Outcome(True, f"{ip} is refused from now on")
+
+    def device_setup(self) -> dict[str, Any]:
+        info = setup_for(self.listen_addrs())
+        master = self.engine.master
+        return {
+            "listen_host": info.listen_host,
+            "port": info.port,
+            "addresses": list(info.addresses),
+            "policy": self.capture.access.describe(),
+            "proxyauth": bool(master is not None and master.options.proxyauth),
+        }

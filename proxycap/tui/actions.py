@@ -11,14 +11,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from mitmproxy import http
-from textual.worker import Worker
+from textual.message import Message
+from textual.worker import Worker, get_current_worker
 
 from proxycap.control.api import Control, Outcome
 from proxycap.control.editing import EditError, request_text
 from proxycap.query.views import ViewSpec
 from proxycap.storage.store import Store
 from proxycap.tui.chrome.edit import Send
-from proxycap.tui.messages import ActionDone, DeletionAsked, EditorReady
+from proxycap.tui.messages import AccessLoaded, ActionDone, DeletionAsked, EditorReady, SetupLoaded
 
 
 class ActionsApp(Protocol):
@@ -75,6 +76,33 @@ class Actions:
 
     def set_label(self, ip: str, label: str | None) -> None:
         self._call(lambda c: c.set_label(ip, label), announce=False, group="write")
+
+    def allow_client(self, ip: str, remember: bool) -> None:
+        self._call(lambda c: c.allow_client(ip, remember), announce=True, group="access")
+
+    def deny_client(self, ip: str) -> None:
+        self._call(lambda c: c.deny_client(ip), announce=True, group="access")
+
+    def load_access(self) -> None:
+        """Who waits to be allowed and who is allowed (``AccessLoaded``)."""
+        self._fetch(lambda c: AccessLoaded(c.client_access()), group="access-load")
+
+    def load_setup(self) -> None:
+        """How devices reach the proxy, for the setup screen (``SetupLoaded``)."""
+        self._fetch(lambda c: SetupLoaded(c.device_setup()), group="setup")
+
+    def _fetch(self, call: Callable[[Control], Message], group: str) -> None:
+        """Ask the control API in a worker, and post the answer back as the message ``call`` makes of it; the latest
+        call of a ``group`` wins (an earlier one still under way posts nothing)."""
+        assert self.control is not None
+        control = self.control
+
+        def fetch() -> None:
+            message = call(control)
+            if not get_current_worker().is_cancelled:
+                self.app.post_message(message)
+
+        self._work(fetch, group=group, exclusive=True)
 
     def edit(self, seq: int) -> None:
         """Load flow ``seq``'s request as text for the editor (``EditorReady``), or say why it cannot be edited."""

@@ -24,18 +24,21 @@ from textual.drivers.linux_driver import LinuxDriver
 from textual.widget import Widget
 from textual.widgets import Input
 
+from proxycap.capture.bus import AccessChanged, ClientRefusedEvent
 from proxycap.control.api import Control, Outcome
 from proxycap.internals.textual import PromptEscapeDriver
 from proxycap.query.filters import FilterError
 from proxycap.query.views import ViewSpec
 from proxycap.storage.store import Store
 from proxycap.tui import keys, messages
+from proxycap.tui.access import ClientAccess
 from proxycap.tui.actions import Actions
-from proxycap.tui.chrome.clients import ClientsPanel, ReverseDNS
+from proxycap.tui.chrome.clients import ClientNames, ClientsPanel
 from proxycap.tui.chrome.edit import RequestEditScreen
 from proxycap.tui.chrome.filter_bar import FilterBar
 from proxycap.tui.chrome.keybar import KeyBar
 from proxycap.tui.chrome.screens import ConfirmScreen, EventLogScreen, EventRow, HelpScreen, RenameScreen
+from proxycap.tui.chrome.setup import SetupScreen
 from proxycap.tui.chrome.status import Status, StatusBar
 from proxycap.tui.commands import ProxycapCommands
 from proxycap.tui.exchange.actions import ExchangeActions
@@ -55,6 +58,7 @@ INSPECTOR_ACTIONS = {
 WRITE_ACTIONS = {
     "toggle_mark", "delete", "rename_client", "toggle_pause", "replay", "edit_replay", "compose", *handlers.ACTIONS
 }  # fmt: skip
+LIVE_ACTIONS = {"allow_client", "deny_client", "device_setup"}  # about the running proxy
 
 
 async def caught_up(widget: Widget, timeout: float = 1.0) -> None:
@@ -97,7 +101,7 @@ class ProxycapApp(handlers.TrafficHandlers, ExchangeActions, App[int]):  # tui/t
         self.view = FlowView(self.store)
         self.view.spec = ViewSpec(client_ip=client)
         self._clients_toggled = False  # once the user toggles the clients panel, resizing no longer decides
-        self.resolver = ReverseDNS()
+        self.resolver = ClientNames()
         self.status = Status(self.store_path, control.listen_addrs() if control else None)
         self.events: collections.deque[EventRow] = collections.deque(maxlen=1000)
         self._event_screen: EventLogScreen | None = None
@@ -105,6 +109,7 @@ class ProxycapApp(handlers.TrafficHandlers, ExchangeActions, App[int]):  # tui/t
         self.live = Live(self, control.subscribe("tui", FEED_LIMIT) if control else None)
         self.actions = Actions(self, control)
         self.traffic = Traffic(self, control)  # breakpoints, stopped flows, rules, throttling
+        self.client_access = ClientAccess(self)  # clients waiting to be allowed, the LAN note
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's terminal driver, but answering a lone Esc without its extra 100 ms (``internals.textual``)."""
@@ -140,6 +145,7 @@ class ProxycapApp(handlers.TrafficHandlers, ExchangeActions, App[int]):  # tui/t
         self.flows.focus()
         self.live.start()
         self.traffic.start()
+        self.client_access.refresh()
         if self.status.listen is not None:
             self.sub_title = ", ".join(f"{h}:{p}" for h, p in self.status.listen)
 
@@ -187,6 +193,13 @@ class ProxycapApp(handlers.TrafficHandlers, ExchangeActions, App[int]):  # tui/t
         self.live.show_status()
         self.refresh_bindings()
         self.notify("the proxy stopped: this window browses its capture read-only", severity="warning", timeout=10)
+
+    def on_access_loaded(self, message: messages.AccessLoaded) -> None:
+        self.client_access.loaded(message.access)
+
+    def access_changed(self, events: list[ClientRefusedEvent | AccessChanged]) -> None:
+        """Clients refused, allowed or denied, from the feed."""
+        self.client_access.heard(events)
 
     def log_lines(self, lines: list[EventRow]) -> None:
         """Log lines from the feed: counted in the status bar, and added to the event log if it is open."""
@@ -241,7 +254,7 @@ class ProxycapApp(handlers.TrafficHandlers, ExchangeActions, App[int]):  # tui/t
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in INSPECTOR_ACTIONS:
             return self.inspecting
-        if action in WRITE_ACTIONS:
+        if action in WRITE_ACTIONS or action in LIVE_ACTIONS:
             return not self.readonly
         if action == "submit_filter":  # Enter is Enter elsewhere
             return self.focused is self.filter_bar.input
@@ -430,6 +443,22 @@ class ProxycapApp(handlers.TrafficHandlers, ExchangeActions, App[int]):  # tui/t
 
     def action_focus_flows(self) -> None:
         self.flows.focus()
+
+    def on_clients_panel_entered(self, _: ClientsPanel.Entered) -> None:
+        self.client_access.refresh()
+
+    def action_allow_client(self, remember: bool = False) -> None:
+        self.client_access.allow(remember)
+
+    def action_deny_client(self) -> None:
+        self.client_access.deny()
+
+    def action_device_setup(self) -> None:
+        self.actions.load_setup()
+
+    def on_setup_loaded(self, message: messages.SetupLoaded) -> None:
+        if self.screen is self.flows.screen:  # not over a dialog opened meanwhile
+            self.push_screen(SetupScreen(message.setup))
 
     def on_resize(self, event: events.Resize) -> None:
         """Collapse the clients panel when the terminal gets narrow (and bring it back), until the user decides."""

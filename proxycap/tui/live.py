@@ -16,12 +16,12 @@ from typing import Any, Protocol
 from textual.timer import Timer
 from textual.worker import Worker, get_current_worker
 
-from proxycap.capture.bus import BreakpointsChanged, Committed, LogEvent, StoreStatus
+from proxycap.capture.bus import AccessChanged, BreakpointsChanged, ClientRefusedEvent, Committed, LogEvent, StoreStatus
 from proxycap.control.api import Feed
 from proxycap.query.views import Found, ViewSpec, discover_sql, load_quick, load_sql, resort, scan_expr
 from proxycap.runtime import gcsettle, switching
 from proxycap.storage.store import Store
-from proxycap.tui.chrome.clients import ClientRow, ClientsPanel, ReverseDNS, client_rows
+from proxycap.tui.chrome.clients import ClientNames, ClientRow, ClientsPanel, client_rows
 from proxycap.tui.chrome.filter_bar import FilterBar
 from proxycap.tui.chrome.screens import EventRow
 from proxycap.tui.chrome.status import Status, StatusBar
@@ -60,7 +60,7 @@ class LiveApp(Protocol):
     view: FlowView
     store: Store  # the UI thread's connection
     worker_store: Store  # the workers'
-    resolver: ReverseDNS
+    resolver: ClientNames
     status: Status
     flows: FlowList
     filter_bar: FilterBar
@@ -76,7 +76,10 @@ class LiveApp(Protocol):
     def log_lines(self, lines: list[EventRow]) -> None: ...
 
     def proxy_stopped(self) -> None: ...
+
     def breakpoints_changed(self, event: BreakpointsChanged | None) -> None: ...
+
+    def access_changed(self, events: list[ClientRefusedEvent | AccessChanged]) -> None: ...
 
 
 class Live:
@@ -245,6 +248,7 @@ class Live:
             app.breakpoints_changed(None)
         logs: list[EventRow] = []
         breakpoints: BreakpointsChanged | None = None  # each says it all: the last one will do
+        access: list[ClientRefusedEvent | AccessChanged] = []
         finished = 0
         changed: set[int] = set()  # cached rows to draw again
         touched: set[int] = set()  # every row that changed
@@ -267,6 +271,8 @@ class Live:
                 app.status.lost += ev.lost
             elif isinstance(ev, BreakpointsChanged):
                 breakpoints = ev
+            elif isinstance(ev, ClientRefusedEvent | AccessChanged):
+                access.append(ev)
         if changed:
             app.flows.forget(changed)
         if app.inspector.seq in touched:
@@ -278,6 +284,8 @@ class Live:
             app.log_lines(logs)
         if breakpoints is not None:
             app.breakpoints_changed(breakpoints)
+        if access:
+            app.access_changed(access)
         if self.feed.ended:  # the capture (another process) stopped: the window stays, reading the store
             self.feed.close()
             self.feed = None

@@ -80,3 +80,19 @@ class Answered(Message):
         super().__init__()
         self.answer = answer
         self.then = then
+
+
+class AccessLoaded(Message):
+    """Who may use the proxy and who waits (``Control.client_access``)."""
+
+    def __init__(self, access: dict[str, Any]) -> None:
+        super().__init__()
+        self.access = access
+
+
+class SetupLoaded(Message):
+    """How devices reach the proxy (``Control.device_setup``), for the setup screen."""
+
+    def __init__(self, setup: dict[str, Any]) -> None:
+        super().__init__()
+        self.setup = setup

@@ -1,5 +1,6 @@
-"""The status bar: where the proxy listens, whether the display is live, counts, rate, flows stopped at breakpoints,
-throttling, store, CA hint."""
+"""The status bar: where the proxy listens (and, beyond loopback, where devices reach it and who is allowed), whether
+the display is live, counts, rate, clients waiting to be allowed, flows stopped at breakpoints, throttling, work
+under way, store, CA hint."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class Status:
     breakpoints: int = 0  # armed
     throttle: str | None = None  # the profile throttling all traffic
     activity: str | None = None  # work under way in the background (an export's progress)
+    lan: str | None = None  # listening beyond loopback: where devices reach the proxy and who is allowed
+    waiting: int = 0  # clients refused and waiting to be allowed
 
 
 def render(s: Status) -> Text:
@@ -43,6 +46,9 @@ def render(s: Status) -> Text:
         state = Text("❚❚ paused", Style(bold=True, color="yellow")) if s.paused else Text("● rec", Style(color="red"))
         state.append(" " + ", ".join(f"{h}:{p}" for h, p in s.listen))
         parts.append(state)
+    if s.waiting:
+        clients = "client waits" if s.waiting == 1 else "clients wait"
+        parts.append(Text(f"⚠ {s.waiting} {clients} (b, then a: allow)", Style(color="yellow", bold=True)))
     parts.append(Text(f"{'…' if s.shown is None else format(s.shown, ',')} shown / {s.total:,} flows"))
     if s.listen is not None:
         parts.append(Text(f"{s.rate:.1f} req/s"))
@@ -60,6 +66,8 @@ def render(s: Status) -> Text:
         parts.append(Text(f"throttled: {s.throttle} (t)", Style(color="magenta")))
     if s.warnings:
         parts.append(Text(f"⚠ {s.warnings} (l: log)", Style(color="yellow")))
+    if s.lan and s.listen is not None:
+        parts.append(Text(f"{s.lan} (D: setup)", Style(color="cyan")))
     if s.ca_hint and s.listen is not None:
         parts.append(Text(CA_HINT, Style(color="cyan")))
     parts.append(Text(str(s.store), Style(dim=True)))

@@ -162,6 +162,7 @@ def details(f: http.HTTPFlow | None, row: dict[str, Any]) -> list[Text]:
         "Client connection",
         [
             ("Address", ":".join(str(p) for p in peer(client.peername) if p is not None)),
+            ("Process", s.get("process") or row.get("process")),  # the program on this machine that connected
             ("TLS", client.tls_version),
             ("SNI", client.sni),
             ("ALPN", _alpn(client.alpn)),
