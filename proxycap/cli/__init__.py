@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from proxycap import __version__
 from proxycap.capture.ca import CAError
 from proxycap.capture.engine import EngineError
-from proxycap.cli import ca, capture, devices, exchange, flows
+from proxycap.cli import ca, capture, devices, exchange, flows, web
 from proxycap.cli.common import UserError
 from proxycap.control.server import ControlError
 from proxycap.storage.store import StoreError
 
-COMMANDS = (capture, devices, flows, exchange, ca)  # each adds its subcommands, in the order --help lists them
+COMMANDS = (capture, web, devices, flows, exchange, ca)  # each adds its subcommands, in the order --help lists them
 
 EXAMPLES = """\
 examples:
