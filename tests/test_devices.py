@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +33,12 @@ from proxycap.devices.lan import hostport, listening_note, reachable_addresses
 from proxycap.devices.setup import qr_lines, setup_for, setup_info
 from proxycap.storage.store import Store
 
-PIPES: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+PIPES: dict[str, Any] = {
+    "stdin": subprocess.DEVNULL,
+    "stdout": subprocess.PIPE,
+    "stderr": subprocess.PIPE,
+    "text": True,
+}
 
 
 @pytest.fixture
@@ -251,7 +257,9 @@ def test_chromium_loads_https_through_the_proxy(
     # Chromium's own background requests (Google's time and update services) must not leave this machine: they are
     # refused before any upstream connection.
     p = start_proxy(tmp_path, confdir, pki, sets=["connection_strategy=lazy", "block_list=/!~d localhost/444"])
-    env = clean_env(tmp_path, TMPDIR=str(tmp_path))
+    # Chromium's singleton socket goes in TMPDIR, and a Unix socket's path has ~100 characters at most: a short one.
+    short = Path(tempfile.mkdtemp(prefix="pc-", dir="/tmp"))
+    env = clean_env(tmp_path, TMPDIR=str(short))
     headless = ["--headless", "--disable-gpu", "--disable-sync", "--disable-component-update", "--dump-dom"]
     cmd = [*PROXYCAP, "browser", "-p", str(p.port), "chromium", f"{gate_origin.url}/gate", "--", *headless]
     try:
@@ -263,7 +271,8 @@ def test_chromium_loads_https_through_the_proxy(
         p.session.stop()
     assert browser_run.returncode == 0, err
     assert "<title>opened</title>" in out and "chrome-error" not in out  # the origin's page, no certificate error
-    assert not list(tmp_path.glob("proxycap-browser-*"))  # the throwaway profile is gone
+    assert not list(short.glob("proxycap-browser-*"))  # the throwaway profile is gone
+    shutil.rmtree(short, ignore_errors=True)
     assert name.startswith("chrom") and rows[0]["process"] == name
     assert "HeadlessChrome" in rows[0]["user_agent"]
 

@@ -365,10 +365,20 @@ def test_a_bad_file_fails_in_one_line_and_nothing_is_stored(capture: Capture, tm
     good, _ = _export(capture, tmp_path, "har")
     run("import", str(good), "--store", str(target))
     before = _flows(target)
-    for bad, needle in _bad_files(capture, tmp_path):
-        p = run("import", str(good), str(bad), "--store", str(target), check=False)  # the good one is not kept
-        assert_one_line_error(p, str(bad), needle)
+    bad_files = _bad_files(capture, tmp_path)
+    for bad, needle in bad_files:  # in this process: the same code the command runs, without a process per file
+        store = Store(target)
+        try:
+            with pytest.raises(ExchangeError) as error:
+                import_files(store, [good, bad])  # the good one is not kept
+        finally:
+            store.close()
+        assert str(bad) in str(error.value) and needle in str(error.value) and "\n" not in str(error.value)
         assert len(_flows(target)) == len(before) == 12
+    bad, needle = bad_files[0]
+    p = run("import", str(good), str(bad), "--store", str(target), check=False)
+    assert_one_line_error(p, str(bad), needle)
+    assert len(_flows(target)) == 12
     with pytest.raises(ExchangeError, match="no such file"):
         import_files(Store(target), [tmp_path / "missing.har"])
 

@@ -188,7 +188,7 @@ class ControlServer:
     def _serve(self, server: _Server, token: str | None) -> None:
         server.control, server.token, server.stopping, server.connections = self.control, token, self.stopping, set()
         self._servers.append(server)
-        threading.Thread(target=server.serve_forever, args=(0.2,), name="proxycap-control", daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="proxycap-control", daemon=True).start()
 
     def stop(self) -> None:
         """Stop answering: feeds end (attached windows see the proxy stopped), the socket goes."""
