@@ -9,10 +9,12 @@ in a worker on the app's second store connection and comes back as a message (``
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.worker import Worker, get_current_worker
 
@@ -226,7 +228,8 @@ class Live:
             elif view.unsorted:
                 self._committed = True
         if self._clients_rows is not None:
-            self.app.clients.update_rows(self._clients_rows)
+            with contextlib.suppress(NoMatches):  # the app is closing: the panel's list is gone already
+                self.app.clients.update_rows(self._clients_rows)
             self.app.status.total = sum(r.flows for r in self._clients_rows)
             self._clients_rows = None
         self.show_status()
