@@ -11,7 +11,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-CA_HINT = "HTTPS: trust the CA (proxycap ca, or http://mitm.it through the proxy)"
+CA_HINT = "HTTPS: trust the CA (D: device setup, or proxycap ca)"
 SEPARATOR = Text(" │ ", Style(dim=True))
 
 
