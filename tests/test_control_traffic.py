@@ -18,7 +18,8 @@ from origins import JSON_DOC, SEEN, OriginServer
 from test_breakpoints import wait_for
 
 from proxycap.capture.bus import BreakpointsChanged
-from proxycap.control.api import FEED_KINDS, LocalControl, Outcome
+from proxycap.control.api import FEED_KINDS, Outcome
+from proxycap.control.local import LocalControl
 
 Start = Callable[..., Proxy]
 

@@ -27,7 +27,8 @@ from typing import Any
 import platformdirs
 
 from proxycap.capture.bus import Event
-from proxycap.control.api import FEED_KINDS, Control, LocalControl, Outcome
+from proxycap.control.api import FEED_KINDS, Control, Outcome
+from proxycap.control.local import LocalControl
 from proxycap.paths import APP, private_dir
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from proxycap.addons.throttle import Throttle
 from proxycap.capture.bus import Bus
 from proxycap.capture.engine import Engine, EngineConfig, EngineError
 from proxycap.capture.logs import setup_logging
-from proxycap.control.api import LocalControl
+from proxycap.control.local import LocalControl
 from proxycap.control.server import ControlError, ControlServer, socket_path
 from proxycap.paths import readable_by_others
 from proxycap.storage.store import check_store
