@@ -8,7 +8,8 @@ from pathlib import Path
 from mitmproxy.test import tflow
 
 from proxycap.capture.summary import summarize
-from proxycap.storage.store import ADDED_COLUMNS, SCHEMA_VERSION, Store
+from proxycap.storage.schema import ADDED_COLUMNS, SCHEMA_VERSION
+from proxycap.storage.store import Store
 
 
 def _version_1_store(path: Path) -> str:

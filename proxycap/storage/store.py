@@ -24,77 +24,24 @@ from mitmproxy import http
 from mitmproxy.io import compat, tnetstring
 
 from proxycap.capture import flowstate
-from proxycap.capture.summary import FIELDS
 from proxycap.paths import private_file
-
-SCHEMA_VERSION = 2
-# Columns each schema version added to ``flows``: an older store gets them when opened for writing, and a read-only
-# one reads them as NULL.
-ADDED_COLUMNS = {2: ("process", "source", "modified", "intercepted")}
-TABLES = frozenset({"flows", "flow_data", "connections", "clients", "events"})  # what a store must have
-CONNECTIONS_REMEMBERED = 10_000  # connection versions the writer remembers having written
-
-# Summary columns stored as-is; `seq` (the row's order, shown as "#") and `marked` are the store's own.
-_COLUMN_TYPES = {
-    "ts": "REAL",
-    "client_port": "INTEGER",
-    "port": "INTEGER",
-    "status": "INTEGER",
-    "request_size": "INTEGER",
-    "response_size": "INTEGER",
-    "duration_ms": "REAL",
-    "connect_ms": "REAL",
-    "tls_ms": "REAL",
-    "ttfb_ms": "REAL",
-    "websocket": "INTEGER",
-    "ws_messages": "INTEGER",
-    "intercepted": "INTEGER",
-}
-COLUMNS: tuple[str, ...] = FIELDS
-_REAL = frozenset(c for c, t in _COLUMN_TYPES.items() if t == "REAL")
-ROW_COLUMNS: tuple[str, ...] = ("seq", *COLUMNS, "marked")
-
-_SCHEMA = f"""
-CREATE TABLE flows (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    {", ".join(f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}" + (" UNIQUE NOT NULL" if c == "id" else "") for c in COLUMNS)},
-    marked INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX flows_client ON flows (client_ip, seq);
-CREATE INDEX flows_host ON flows (host, seq);
-CREATE INDEX flows_status ON flows (status, seq);
-CREATE TABLE flow_data (seq INTEGER PRIMARY KEY, flow BLOB NOT NULL, client_conn TEXT, server_conn TEXT);
-CREATE TABLE connections (id TEXT PRIMARY KEY, state BLOB NOT NULL);
-CREATE TABLE clients (
-    ip TEXT PRIMARY KEY,
-    label TEXT,
-    user_agent TEXT,
-    first_seen REAL,
-    last_seen REAL,
-    connections INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE events (
-    id INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    level TEXT NOT NULL,
-    message TEXT NOT NULL,
-    client_ip TEXT,
-    flow_id TEXT
-);
-PRAGMA user_version = {SCHEMA_VERSION};
-"""
-
-# The few flows still in flight, which expression filters look at again once they finish. A partial index only
-# serves queries that name its condition literally: see Query.where.
-_LIVE_INDEX = "CREATE INDEX IF NOT EXISTS flows_live ON flows (seq) WHERE state = 'live'"
-STATES = ("live", "done", "error")
-
-_INSERT = f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) RETURNING seq"
-# Update before insert: an upsert would burn an AUTOINCREMENT number on every update, leaving gaps in "#".
-_UPDATE = (
-    f"UPDATE flows SET {', '.join(f'{c} = ?' for c in COLUMNS if c not in ('id', 'ts'))} WHERE id = ? RETURNING seq"
+from proxycap.storage.schema import (
+    ADDED_COLUMNS,
+    COLUMN_TYPES,
+    COLUMNS,
+    INSERT,
+    LIVE_INDEX,
+    REAL_COLUMNS,
+    ROW_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATES,
+    TABLES,
+    UPDATE,
+    UPDATE_COLUMNS,
 )
-_UPDATE_COLUMNS = tuple(c for c in COLUMNS if c not in ("id", "ts"))
+
+CONNECTIONS_REMEMBERED = 10_000  # connection versions the writer remembers having written
 
 
 class StoreError(Exception):
@@ -226,7 +173,7 @@ class Store:
             if self.readonly:
                 raise StoreError(f"{where} is empty")
             try:
-                db.executescript(_SCHEMA)
+                db.executescript(SCHEMA)
             except sqlite3.DatabaseError as e:
                 raise StoreError(self._explain(e)) from None
         elif 0 < version < SCHEMA_VERSION and tables >= TABLES:
@@ -244,7 +191,7 @@ class Store:
             )
         if not self.readonly:
             try:  # added after version 1 shipped; an index, so older stores simply get it here
-                db.execute(_LIVE_INDEX)
+                db.execute(LIVE_INDEX)
             except sqlite3.DatabaseError as e:
                 raise StoreError(self._explain(e)) from None
         return db
@@ -258,7 +205,7 @@ class Store:
         try:
             db.execute("BEGIN IMMEDIATE")
             for column in added:
-                db.execute(f"ALTER TABLE flows ADD COLUMN {column} {_COLUMN_TYPES.get(column, 'TEXT')}")
+                db.execute(f"ALTER TABLE flows ADD COLUMN {column} {COLUMN_TYPES.get(column, 'TEXT')}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except sqlite3.DatabaseError as e:
@@ -322,11 +269,11 @@ class Store:
         re-acquisition waits out its switch interval (5 ms): row by row, 12,500 rows took seconds under load.
         """
         # SQLite's JSON prints REALs with 15 digits, cutting an epoch timestamp to 10 µs: send them as text.
-        cells = ", ".join(f"iif({c} IS NULL, NULL, printf('%!.17g', {c}))" if c in _REAL else c for c in columns)
+        cells = ", ".join(f"iif({c} IS NULL, NULL, printf('%!.17g', {c}))" if c in REAL_COLUMNS else c for c in columns)
         selected = ", ".join(f"NULL AS {c}" if c in self._missing else c for c in columns)
         sql = f"SELECT json_group_array(json_array({cells})) FROM (SELECT {selected} {tail})"
         rows = json.loads(self._read(sql, args)[0][0])
-        real = [i for i, c in enumerate(columns) if c in _REAL]
+        real = [i for i, c in enumerate(columns) if c in REAL_COLUMNS]
         for row in rows:
             for i in real:
                 if row[i] is not None:
@@ -349,10 +296,10 @@ class Store:
         written: list[tuple[str, int, str, bool]] = []
         with self._tx() as db:
             for summary, state in flows:
-                row = db.execute(_UPDATE, [*(summary.get(c) for c in _UPDATE_COLUMNS), summary["id"]]).fetchone()
+                row = db.execute(UPDATE, [*(summary.get(c) for c in UPDATE_COLUMNS), summary["id"]]).fetchone()
                 new = row is None
                 if new:
-                    row = db.execute(_INSERT, [summary.get(c) for c in COLUMNS]).fetchone()
+                    row = db.execute(INSERT, [summary.get(c) for c in COLUMNS]).fetchone()
                 written.append((summary["id"], row[0], summary["state"], new))
                 if state is not None:
                     rest, client, server = flowstate.split(flowstate.without_credentials(state))
