@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from proxycap.exchange.messages import (
     encode_as_sent,
     new_flow,
     not_captured,
+    parse_time,
     server_connection,
 )
 from proxycap.query.bodies import body_text, decoded, text_bytes
@@ -316,19 +316,11 @@ def _get(obj: dict[str, Any], path: str, kind: type | tuple[type, ...], default:
     return value
 
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
 def _parse_time(text: str) -> float:
-    """ISO 8601 as HAR writers spell it: ``Z`` or an offset (with or without a colon), up to 7 decimals (.NET's);
-    without an offset, UTC."""
-    clean = _FRACTION.sub(r"\1", text.strip())
-    clean = re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", clean)
     try:
-        when = datetime.fromisoformat(clean)
+        return parse_time(text, naive_utc=True)
     except ValueError:
         raise _EntryError(f"startedDateTime is not a date and time: {text!r:.40}") from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 _VERSIONS = {"HTTP/2": "HTTP/2.0", "H2": "HTTP/2.0", "HTTP/2.0": "HTTP/2.0", "H3": "HTTP/3", "HTTP/3": "HTTP/3"}

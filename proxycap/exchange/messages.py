@@ -1,15 +1,30 @@
-"""What the formats share about messages: bodies as sent, and flows built from what a file says. (Bodies as text or
-bytes: ``query.bodies``.)"""
+"""What the formats share about messages: bodies as sent, flows built from what a file says, and the times it gives.
+(Bodies as text or bytes: ``query.bodies``.)"""
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from mitmproxy import connection, http
 from mitmproxy.net import encoding
 
 from proxycap.capture.summary import META_STREAMED
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_time(text: str, naive_utc: bool) -> float:
+    """An ISO 8601 time as the formats' writers spell it: ``Z`` or an offset (with or without a colon), up to 7
+    decimals (.NET's). Without an offset, UTC if ``naive_utc``, else this machine's local time. ValueError if it is
+    none."""
+    clean = _FRACTION.sub(r"\1", text.strip()).replace("Z", "+00:00")
+    when = datetime.fromisoformat(re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", clean))
+    if when.tzinfo:
+        return when.timestamp()
+    return (when.replace(tzinfo=UTC) if naive_utc else when.astimezone()).timestamp()
 
 
 def encode_as_sent(headers: http.Headers, content: bytes) -> bytes:

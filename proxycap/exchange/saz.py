@@ -32,7 +32,7 @@ from wsproto.frame_protocol import Opcode
 
 from proxycap.capture.summary import META_REPLAY_OF, META_STREAMED, peer
 from proxycap.exchange import ExchangeError
-from proxycap.exchange.messages import client_connection, new_flow, not_captured, server_connection
+from proxycap.exchange.messages import client_connection, new_flow, not_captured, parse_time, server_connection
 
 META_PROCESS = "proxycap.import.process"  # Fiddler's x-processinfo, for the importer's summary ("name (pid)")
 _CONTENT_TYPES = (
@@ -374,17 +374,13 @@ def _metadata(data: bytes | None) -> dict[str, Any]:
     return meta
 
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
 def _parse_net_time(text: str) -> float | None:
     if text.startswith("0001-01-01"):
         return None
     try:
-        when = datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("Z", "+00:00")))
+        return parse_time(text, naive_utc=False)
     except ValueError:
         raise _SessionError(f"timer {text!r} is not a date and time") from None
-    return (when if when.tzinfo else when.astimezone()).timestamp()
 
 
 def _server_timers(flow: http.HTTPFlow, timers: dict[str, Any]) -> None:
