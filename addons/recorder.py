@@ -39,8 +39,6 @@ STOPPED = "proxycap stopped before this flow finished"
 
 LOOKING_UP = "…"  # a client connection's program while it is being looked up
 
-Publish = tuple[Any, http.HTTPFlow, bool]  # an event held back: (kind, flow, with_state)
-
 
 class Recorder:
     def __init__(self, bus: Bus) -> None:
@@ -55,11 +53,12 @@ class Recorder:
         self._live: dict[str, http.HTTPFlow] = {}
         self._websockets: dict[str, http.HTTPFlow] = {}
         self._ended: set[str] = set()  # ended here at shutdown: what mitmproxy says of them afterwards is not kept
-        # Local clients' programs: client id → "name (pid)" or LOOKING_UP; their events wait while it is looked up.
+        # Local clients' programs: client id → "name (pid)" or LOOKING_UP. Flows go out at once; those published
+        # while their program was looked up (client id → flow id → flow) are named again when it is known.
         self._names = ProcessNames(self._named_from_thread)
         self._local: frozenset[str] = frozenset()
         self._process: dict[str, str] = {}
-        self._held: dict[str, list[Publish]] = {}
+        self._unnamed: dict[str, dict[str, http.HTTPFlow]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def load(self, loader: Any) -> None:
@@ -95,8 +94,7 @@ class Recorder:
     def done(self) -> None:
         self._names.close()
         self.end_in_flight(STOPPED)
-        for client_id in list(self._held):  # names that did not come in time: stored without them
-            self._release(client_id, None)
+        self._unnamed.clear()  # names that did not come in time: stored without them
 
     def in_flight(self) -> int:
         """HTTP flows still waiting for their response (open WebSockets do not count: they may last for ever)."""
@@ -119,7 +117,7 @@ class Recorder:
         """Publish; if the store is behind, return an awaitable that mitmproxy awaits before the flow goes on.
 
         Hooks stay synchronous (cheaper for mitmproxy to call) unless there is something to wait for. A flow whose
-        client's program is still being looked up is published when the name comes (it does not wait for it).
+        client's program is still being looked up goes out without it, and again (its summary) once it is known.
         """
         if f.id in self._ended:  # ended at shutdown: mitmproxy's later word on it is not the reason
             return None
@@ -129,13 +127,12 @@ class Recorder:
             return None
         process = self._process.get(f.client_conn.id)
         if process is LOOKING_UP:
-            self._held.setdefault(f.client_conn.id, []).append((kind, f, with_state))
-        else:
-            if process is not None:
-                f.metadata[META_PROCESS] = process
-            self._send(kind, f, with_state)
+            self._unnamed.setdefault(f.client_conn.id, {})[f.id] = f
+        elif process is not None:
+            f.metadata[META_PROCESS] = process
+        self._send(kind, f, with_state)
         if with_state and self.bus.backlog() > self._backlog_limit:
-            return self._wait_for_store()  # a held flow waits too: the store is behind whatever the name
+            return self._wait_for_store()
         return None
 
     def _send(self, kind: Any, f: http.HTTPFlow, with_state: bool) -> None:
@@ -222,9 +219,9 @@ class Recorder:
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._connects.pop(client.id, None)
-        if client.id not in self._held:  # else its held events still need it (and the connections' states)
+        if client.id not in self._unnamed:  # else its flows still wait for their name
             self._process.pop(client.id, None)
-            self._conns.forget(client)
+        self._conns.forget(client)
         ip, port = peer(client.peername)
         self.bus.publish(ClientEvent(time.time(), ip, port, connected=False))
 
@@ -245,23 +242,20 @@ class Recorder:
                 self._release(client_id, name)
 
     def _release(self, client_id: str, name: str | None) -> None:
-        """A client's program is known (or will not be): publish what waited for it, in order."""
+        """A client's program is known (or will not be): the flows that went out without it get it."""
         if name:
             self._process[client_id] = name
         else:
             self._process.pop(client_id, None)
-        held = self._held.pop(client_id, [])
-        for kind, f, with_state in held:
-            if name:
+        unnamed = self._unnamed.pop(client_id, {})
+        client = None
+        for f in unnamed.values():
+            client = f.client_conn
+            if name and f.id not in self._ended:
                 f.metadata[META_PROCESS] = name
-            self._send(kind, f, with_state)
-        client = held[-1][1].client_conn if held else None
-        if client is not None and client.timestamp_end is not None:  # it closed while its events waited
+                self._send("named", f, with_state=False)  # its summary: the stored state stays as it was
+        if client is not None and client.timestamp_end is not None:  # it closed while its name was looked up
             self._process.pop(client_id, None)
-            self._conns.forget(client)
-            for _, f, _ in held:
-                if f.server_conn.timestamp_end is not None:
-                    self._conns.forget(f.server_conn)
 
     def tls_failed_server(self, data: tls.TlsData) -> None:
         """mitmproxy logs only the error; say what to do about an origin whose certificate cannot be verified."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import start_proxy
+from conftest import Proxy, start_proxy
 from origins import OriginServer, TestPKI
 
 from proxycap.capture import processes
@@ -85,6 +85,30 @@ def test_process_names_of_local_connections(table: str, ip: str, monkeypatch: py
     merged = {k: v for r in results for k, v in r.items()}
     me = psutil.Process()
     assert merged == {"c1": f"{me.name()} ({me.pid})", "c2": None}
+
+
+def test_a_local_flow_is_stored_at_once_and_named_when_its_program_is_known(
+    proxy: Proxy, origin: OriginServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing waits for the lookup: the flow is listed while its program is looked up, then gets its name."""
+    looked_up = threading.Event()
+    real = processes.ProcessNames._resolve
+
+    def slow(self: processes.ProcessNames, wanted: set[processes.Key]) -> dict[processes.Key, str]:
+        assert looked_up.wait(30)
+        return real(self, wanted)
+
+    monkeypatch.setattr(processes.ProcessNames, "_resolve", slow)
+    with proxy.client() as c:  # open until its name is found: a closed connection has no program
+        assert c.get(f"{origin.url}/json").status_code == 200
+        [row] = proxy.wait_flows(1)
+        assert row["status"] == 200 and row["process"] is None
+        looked_up.set()
+        me = psutil.Process()
+        deadline = time.monotonic() + 15
+        while (row := proxy.wait_flows(1)[0])["process"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert (row["process"], row["status"], row["seq"]) == (f"{me.name()} ({me.pid})", 200, 1)
 
 
 def test_upstream_tls_hint_texts() -> None:

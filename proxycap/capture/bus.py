@@ -23,6 +23,7 @@ EventKind = Literal[
     "request",
     "response",
     "error",
+    "named",  # a flow's summary again, with the program that opened its client connection, looked up meanwhile
     "websocket",
     "websocket_end",
     "log",
