@@ -291,6 +291,15 @@ def test_live_updates_come_every_two_seconds_while_the_proxy_is_busy() -> None:
     assert tick_interval(0.0, 0) == app_module.TICK and tick_interval(1.0, 0) == app_module.MAX_TICK
 
 
+def test_an_attached_window_is_not_held_back_by_the_proxys_load() -> None:
+    """In a process of its own it does not share the proxy's GIL: only its own CPU share spaces its updates."""
+    frame = 0.03
+    assert tick_interval(frame, 10 * app_module.BUSY_RATE, beside_proxy=False) == pytest.approx(
+        frame / app_module.ATTACHED_SHARE
+    )
+    assert tick_interval(frame, 10 * app_module.BUSY_RATE, beside_proxy=False) < 0.5 < app_module.BUSY_TICK
+
+
 async def test_new_client_counts_wait_for_the_tick_that_draws_the_new_flows(tmp_path: Path) -> None:
     """Drawn in a frame of their own, the panel and the status bar made Textual redraw the whole screen once more
     per second under load: the box around both is all of it."""

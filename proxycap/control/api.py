@@ -54,6 +54,9 @@ class Feed(Protocol):
 
 
 class Control(Protocol):
+    # True where the capture runs in the caller's process: a UI then shares the proxy's GIL, and makes way for it.
+    in_process: bool
+
     def listen_addrs(self) -> list[tuple[str, int]]:
         """Where the proxy listens."""
         ...

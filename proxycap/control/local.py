@@ -63,6 +63,8 @@ class Capture(Protocol):
 class LocalControl:
     """The control API in the capture's own process."""
 
+    in_process = True
+
     def __init__(self, capture: Capture) -> None:
         self.capture = capture
         self.engine = capture.engine

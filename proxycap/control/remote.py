@@ -111,6 +111,8 @@ class RemoteFeed:
 class RemoteControl:
     """A capture's control API over its control channel: the calls of ``Control``, one at a time."""
 
+    in_process = False
+
     def __init__(self, address: str) -> None:
         self.address = address
         self._sock = _connect(address, {})

@@ -106,7 +106,8 @@ class ProxycapApp(handlers.TrafficHandlers, ExchangeActions, App[int]):  # tui/t
         self.events: collections.deque[EventRow] = collections.deque(maxlen=1000)
         self._event_screen: EventLogScreen | None = None
         # What the store committed, and log lines: the view reads the rest from the store.
-        self.live = Live(self, control.subscribe("tui", FEED_LIMIT) if control else None)
+        feed = control.subscribe("tui", FEED_LIMIT) if control else None
+        self.live = Live(self, feed, beside_proxy=control is not None and control.in_process)
         self.actions = Actions(self, control)
         self.traffic = Traffic(self, control)  # breakpoints, stopped flows, rules, throttling
         self.client_access = ClientAccess(self)  # clients waiting to be allowed, the LAN note

@@ -44,6 +44,9 @@ MAX_TICK = 1.0
 # (bench/RESULTS.md, "Live updates under load"). A flood scrolls by unread anyway.
 BUSY_RATE = 200  # flows a second
 BUSY_TICK = 2.0
+# A window attached from another process has a GIL of its own: it updates as often as its CPU allows, taking at
+# most this share of a core (the proxy keeps the rest of a shared machine).
+ATTACHED_SHARE = 0.25
 CLIENTS_INTERVAL = 1.0
 CLIENTS_MAX_SHARE = 0.05  # the clients panel's refresh may take at most this share of the time
 RESORT_INTERVAL = 1.0  # at most this often while new flows arrive in a non-# sort
@@ -51,8 +54,11 @@ RATE_WINDOW = 5.0
 FEED_LIMIT = 50_000
 
 
-def tick_interval(cpu: float, rate: float) -> float:
-    """Seconds to the next tick, after one that took ``cpu`` seconds of the UI thread with its frames."""
+def tick_interval(cpu: float, rate: float, beside_proxy: bool = True) -> float:
+    """Seconds to the next tick, after one that took ``cpu`` seconds of the UI thread with its frames; with
+    ``beside_proxy`` the UI runs in the proxy's process."""
+    if not beside_proxy:
+        return min(MAX_TICK, max(TICK, cpu / ATTACHED_SHARE))
     return BUSY_TICK if rate >= BUSY_RATE else min(MAX_TICK, max(TICK, cpu / UI_SHARE))
 
 
@@ -88,10 +94,11 @@ class Live:
     """The app's view of the capture, kept current: loads, ticks, client counts. Owned by the app, which forwards
     the workers' messages to it."""
 
-    def __init__(self, app: LiveApp, feed: Feed | None) -> None:
+    def __init__(self, app: LiveApp, feed: Feed | None, beside_proxy: bool) -> None:
         self.app = app
         self.view = app.view
         self.feed = feed
+        self.beside_proxy = beside_proxy  # shares the proxy's GIL: live updates make way for it
         self.closing = False
         self._rate: collections.deque[tuple[float, int]] = collections.deque()
         self._scan_worker: Worker[None] | None = None
@@ -202,7 +209,8 @@ class Live:
         switching.updating()
         self.app.call_after_refresh(self._updated)
         cpu, self._tick_cpu = self._tick_cpu, time.thread_time()
-        self._tick_timer = self.app.set_timer(tick_interval(self._tick_cpu - cpu, self.app.status.rate), self.tick)
+        interval = tick_interval(self._tick_cpu - cpu, self.app.status.rate, self.beside_proxy)
+        self._tick_timer = self.app.set_timer(interval, self.tick)
         if self.feed is not None:
             self._drain(now)
         view = self.view
