@@ -14,7 +14,12 @@ RSS_MAX_MB = 200
 KEY_MAX_MS = 100
 FILTER_MAX_MS = 200
 START_MAX_S = 1.5
-CHECKED = ("record", "tui")
+CHECKED = ("record", "tui", "web", "watched")  # proxycap, in any variant (NAME@VARIANT~OPTION)
+NEW_FLOW_MAX_MS = 500  # an attached window shows a new flow within this of its response
+
+
+def checked(proxy: str) -> bool:
+    return proxy.split("~")[0].split("@")[0] in CHECKED
 
 
 def _f(v: Any, digits: int = 0) -> str:
@@ -39,7 +44,7 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         verdict = ""
-        if r["proxy"] in CHECKED and r["rps_x"] is not None:
+        if checked(r["proxy"]) and r["rps_x"] is not None:
             verdict = _ok(r["rps_x"] >= RPS_MIN_X and r["p99_ms_x"] <= P99_MAX_X)
         out.append(
             f"| {r['shape']} | {r['proxy']} | {_f(r['rps'])} | {_x(r['rps_x'])} | {_f(r['p50_ms'], 1)} | "
@@ -65,6 +70,40 @@ def memory_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def keys_table(k: dict[str, Any], where: str) -> str:
+    """Keypress-to-frame rows of ``ui.key_timings``; ``where`` names the window and the load (an open parenthesis)."""
+    parts = [
+        f"\nKeypress to updated frame in {where}; tmux poll overhead {_f(k.get('poll_ms'), 1)} ms):\n",
+        "| action | n | timeouts (10 s) | median ms | p90 ms | max ms | target |\n|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for r in k["rows"]:
+        parts.append(
+            f"| {r['action']} | {r['n']} | {r.get('timeouts', 0)} | {_f(r['median_ms'], 1)} | "
+            f"{_f(r['p90_ms'], 1)} | {_f(r['max_ms'], 1)} | "
+            f"{_ok(r['median_ms'] <= KEY_MAX_MS and not r.get('timeouts')) if r['n'] else 'MISS'} |"
+        )
+    return "\n".join(parts)
+
+
+def attach_tables(a: dict[str, Any]) -> str:
+    if a.get("pending"):
+        return f"pending: {a['pending']}"
+    parts = [
+        f"A new flow on screen, ms after its response was read (load running: {_f(a.get('load_rps'))} req/s):\n",
+        "| window | n | timeouts (10 s) | median ms | mean ms | p90 ms | max ms | target |\n"
+        "|---|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for name, r in a["new_flow"].items():
+        verdict = _ok(r["p90_ms"] is not None and r["p90_ms"] <= NEW_FLOW_MAX_MS and not r["timeouts"])
+        parts.append(
+            f"| {name} | {r['n']} | {r['timeouts']} | {_f(r['median_ms'])} | {_f(r['mean_ms'])} | {_f(r['p90_ms'])} "
+            f"| {_f(r['max_ms'])} | {verdict if name == 'attached' else ''} |"
+        )
+    for name, k in a["keys"].items():
+        parts.append(keys_table(k, f"the {name} window ({a['flows']:,} flows in the list, the same load"))
+    return "\n".join(parts)
+
+
 def ui_tables(ui: dict[str, Any]) -> str:
     parts = []
     if ui.get("filters"):
@@ -79,19 +118,8 @@ def ui_tables(ui: dict[str, Any]) -> str:
             )
     if ui.get("keys"):
         k = ui["keys"]
-        parts.append(
-            f"\nKeypress to updated frame in `proxycap tui` ({k['flows']:,} flows in the list, load running: "
-            f"{_f(k.get('load_rps'))} req/s; tmux poll overhead {_f(k.get('poll_ms'), 1)} ms):\n"
-        )
-        parts.append(
-            "| action | n | timeouts (10 s) | median ms | p90 ms | max ms | target |\n|---|--:|--:|--:|--:|--:|---|"
-        )
-        for r in k["rows"]:
-            parts.append(
-                f"| {r['action']} | {r['n']} | {r.get('timeouts', 0)} | {_f(r['median_ms'], 1)} | "
-                f"{_f(r['p90_ms'], 1)} | {_f(r['max_ms'], 1)} | "
-                f"{_ok(r['median_ms'] <= KEY_MAX_MS and not r.get('timeouts')) if r['n'] else 'MISS'} |"
-            )
+        where = f"`proxycap tui` ({k['flows']:,} flows in the list, load running: {_f(k.get('load_rps'))} req/s"
+        parts.append(keys_table(k, where))
     if ui.get("pending"):
         parts.append(f"\nUI keypress timing pending: {ui['pending']}")
     return "\n".join(parts)
@@ -113,7 +141,7 @@ def render(result: dict[str, Any]) -> str:
             "",
             throughput_table(result["throughput"]["table"]),
         ]
-        starts = [r for r in result["throughput"]["table"] if r["proxy"] in CHECKED]
+        starts = [r for r in result["throughput"]["table"] if checked(r["proxy"])]
         if starts:
             worst = max(r["start_s"] for r in starts)
             parts.append(
@@ -124,6 +152,8 @@ def render(result: dict[str, Any]) -> str:
         parts += ["", "## Memory: flows with 64 KB responses (RSS in MB)", "", memory_table(result["memory"])]
     if "ui" in result:
         parts += ["", "## UI", "", ui_tables(result["ui"])]
+    if "attach" in result:
+        parts += ["", "## Attached windows", "", attach_tables(result["attach"])]
     return "\n".join(parts)
 
 

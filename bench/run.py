@@ -5,6 +5,7 @@ Scenarios:
   memory      N flows with 64 KB responses through proxycap and mitmweb, RSS at 0/25/50/100 %
   ui          filter timings on the N-flow store; keypress-to-frame in ``proxycap tui`` (tmux) under load
   filters     only the filter timings of the ui scenario
+  attach      a new flow's delay and keypress-to-frame in the in-process TUI and in an attached window, under load
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import report, ui
+from bench import attach, report, ui
 from bench.loadgen import SHAPES, SOURCES, LoadGen, LoadSpec, run_load
 from bench.origin import HOSTS, Origin, start_origin
-from bench.targets import ALL_PROXIES, ROOT, Env, RssSampler, Target, Tmux, ensure_ca
+from bench.targets import ALL_PROXIES, ROOT, WATCHED, Env, OtherCpu, RssSampler, Target, Tmux, ensure_ca
 
 CHECKPOINTS = (0.25, 0.5, 1.0)
 METRICS = ("rps", "p50_ms", "p99_ms", "cpu_ms", "rss_mb", "start_s")
@@ -36,14 +37,19 @@ def log(msg: str) -> None:
 # --- throughput -----------------------------------------------------------------------------------
 
 
-def throughput(args: argparse.Namespace, env: Env, org: Origin, proxies: list[str]) -> list[dict[str, Any]]:
+def throughput(
+    args: argparse.Namespace,
+    env: Env,
+    org: Origin,
+    proxies: list[str],
+) -> list[dict[str, Any]]:
     """One sample per (round, shape, proxy); the proxy order rotates every round."""
     samples: list[dict[str, Any]] = []
     for rnd in range(args.rounds):
         order = proxies[rnd % len(proxies) :] + proxies[: rnd % len(proxies)]
         for shape in args.shapes:
             for name in order:
-                target = Target(name, env)
+                target = attach.Watched(env) if name == WATCHED else Target(name, env)
                 try:
                     start_s = target.start()
                     spec = LoadSpec(
@@ -59,7 +65,7 @@ def throughput(args: argparse.Namespace, env: Env, org: Origin, proxies: list[st
                         max_requests=args.requests,
                     )
                     cpu0 = target.cpu()
-                    with RssSampler(target.pid) as sampler:
+                    with RssSampler(target.pid) as sampler, OtherCpu(env.roots) as other:
                         res = run_load(spec)
                     cpu_ms = (target.cpu() - cpu0) * 1000 / max(1, res.total_requests)
                     peak = max(sampler.peak, target.hwm())
@@ -84,12 +90,13 @@ def throughput(args: argparse.Namespace, env: Env, org: Origin, proxies: list[st
                         "requests": res.requests,
                         "errors": res.errors,
                         "last_error": res.last_error,
+                        "other_cores": other.cores,
                     }
                 )
                 log(
                     f"round {rnd + 1}/{args.rounds} {shape:13} {name:11} {res.rps:7.0f} req/s  p50 {res.p50:6.1f}  "
                     f"p99 {res.p99:6.1f} ms  cpu/req {cpu_ms:5.2f} ms  peak {peak:6.0f} MB  start {start_s:.2f} s  "
-                    f"errors {res.errors}"
+                    f"errors {res.errors}  other {other.cores:.2f} cores"
                 )
     return samples
 
@@ -299,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                     (Path(m["store"]) for m in result.get("memory", []) if m.get("store")), None
                 )
                 result["ui"] = ui.scenario(args, env, org, store, log, keys="ui" in args.scenarios)
+            if "attach" in args.scenarios:
+                result["attach"] = attach.scenario(args, env, org, args.ui_store, log)
     finally:
         if tmux is not None:
             tmux.close()

@@ -1,8 +1,11 @@
 """The proxies under test: how each is started, when it listens, how much memory it holds, how it is stopped.
 
-``mitmdump``, ``record`` and ``mitmweb`` run as plain child processes; ``tui`` (proxycap's Textual UI) and
-``mitmconsole`` need a terminal and run in a detached tmux session on a private tmux socket, rendering into
+``mitmdump``, ``record``, ``web`` and ``mitmweb`` run as plain child processes; ``tui`` (proxycap's Textual UI)
+and ``mitmconsole`` need a terminal and run in a detached tmux session on a private tmux socket, rendering into
 tmux's virtual screen like they would for a user. All listen on 127.0.0.1 and trust the bench origin's CA.
+
+A proxycap name may carry a variant (``record@NAME``: proxycap from another folder) and options (``record~noproc``:
+the arguments ``OPTIONS["noproc"]`` appended), so that a change or a setting is measured in the same alternating run.
 """
 
 from __future__ import annotations
@@ -18,10 +21,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout
 ALL_PROXIES = ("mitmdump", "record", "tui", "mitmweb", "mitmconsole")
+PROXYCAP = ("record", "tui", "web")  # what variants and options apply to; "web" is not in the default run
+WATCHED = "watched"  # proxycap web with attached windows and a browser tab (bench/attach.py)
+# ``NAME~OPTION``: these arguments appended to proxycap's.
+OPTIONS = {
+    "noproc": ("--set", "proxycap_processes=false"),  # no lookup of the program behind each local connection
+    "rules": ("--rules", str(ROOT / "bench" / "data" / "rules.toml")),  # an everyday rule set, one rule matching
+}
 TERMINAL = (200, 50)  # columns, rows of the terminal the console UIs render into
 START_TIMEOUT = 30.0
 
@@ -101,6 +112,52 @@ def hwm_mb(pid: int) -> float:
     return sum(_status_kb(p, "VmHWM") for p in descendants(pid)) / 1024
 
 
+def _ticks(pid: int) -> tuple[int, int]:
+    """(CPU ticks of ``pid`` itself and the children it waited for, its scheduling policy); (0, -1) if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return sum(int(x) for x in fields[11:15]), int(fields[38])  # utime stime cutime cstime, policy
+    except (OSError, ValueError, IndexError):
+        return 0, -1
+
+
+SCHED_IDLE = 5
+
+
+class OtherCpu:
+    """How busy the rest of the machine kept the cores meanwhile (``cores``): all busy time, less this benchmark's
+    processes (the trees below ``roots()``, with the children they waited for) and idle-class processes (they run
+    only on cores nothing else wants). A figure over ~0.1 says that a sample shared the machine."""
+
+    def __init__(self, roots: Callable[[], list[int]]) -> None:
+        self.roots = roots
+        self.cores = float("nan")
+
+    def _now(self) -> tuple[float, int, int]:
+        with open("/proc/stat") as f:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
+        ours = {p for root in self.roots() for p in descendants(root)}
+        mine = idle = 0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                ticks, policy = _ticks(int(entry))
+                if int(entry) in ours:
+                    mine += ticks
+                elif policy == SCHED_IDLE:
+                    idle += ticks
+        return time.monotonic(), user + nice + system + irq + softirq + steal, mine + idle
+
+    def __enter__(self) -> OtherCpu:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        t1, busy1, known1 = self._now()
+        t0, busy0, known0 = self._start
+        self.cores = max(0.0, (busy1 - busy0) - (known1 - known0)) / _TICK / max(1e-3, t1 - t0)
+
+
 class RssSampler:
     """Samples a process tree's RSS on a thread; ``peak`` is the largest sample."""
 
@@ -165,6 +222,11 @@ class Tmux:
 
     def control(self, name: str) -> TmuxControl:
         return TmuxControl(self, name)
+
+    @property
+    def pid(self) -> int:
+        """The tmux server's PID (the terminal UIs run below it)."""
+        return int(self.run("display-message", "-p", "#{pid}").strip() or 0)
 
     def close(self) -> None:
         self.run("kill-server", check=False)
@@ -231,21 +293,34 @@ class Env:
     # "record@NAME" / "tui@NAME" run proxycap with variants[NAME] first on PYTHONPATH: A/B a proposed patch.
     variants: dict[str, Path] = dataclasses.field(default_factory=dict)
     extra_env: dict[str, str] = dataclasses.field(default_factory=dict)  # for every proxy started
+    _tmux_pid: int | None = None
 
     @property
     def proxy_ca(self) -> Path:
         return self.confdir / "mitmproxy-ca-cert.pem"
 
+    def roots(self) -> list[int]:
+        """The processes whose trees are this benchmark's: itself, and the tmux server the terminal UIs run below."""
+        if self._tmux_pid is None:
+            self._tmux_pid = self.tmux.pid if self.tmux is not None else 0
+        return [os.getpid(), *([self._tmux_pid] if self._tmux_pid else [])]
+
     def tool(self, name: str) -> str | None:
         local = self.bindir / name
         return str(local) if local.exists() else shutil.which(name)
 
-    def available(self, proxy: str) -> tuple[bool, str]:
-        proxy, _, variant = proxy.partition("@")
-        if proxy not in ALL_PROXIES:
+    def available(self, name: str) -> tuple[bool, str]:
+        proxy, variant, options = parse_name(name)
+        if proxy == WATCHED:
+            return (False, "tmux not installed") if self.tmux is None else (True, "")
+        if proxy not in (*ALL_PROXIES, "web"):
             return False, "unknown proxy"
-        if variant and (proxy not in ("record", "tui") or variant not in self.variants):
-            return False, f"no --variant {variant}=DIR (variants apply to record and tui)"
+        if variant and (proxy not in PROXYCAP or variant not in self.variants):
+            return False, f"no --variant {variant}=DIR (variants apply to {', '.join(PROXYCAP)})"
+        if options and proxy not in PROXYCAP:
+            return False, f"options apply to {', '.join(PROXYCAP)}"
+        if unknown := [o for o in options if o not in OPTIONS]:
+            return False, f"unknown option {unknown[0]!r} (choose from {', '.join(OPTIONS)})"
         needs_tty = proxy in ("tui", "mitmconsole")
         if needs_tty and self.tmux is None:
             return False, "tmux not installed"
@@ -258,6 +333,13 @@ class Env:
             except ImportError:
                 return False, "mitmproxy console needs urwid"
         return True, ""
+
+
+def parse_name(name: str) -> tuple[str, str, list[str]]:
+    """``record@v~noproc`` -> ("record", "v", ["noproc"])."""
+    head, *options = name.split("~")
+    proxy, _, variant = head.partition("@")
+    return proxy, variant, options
 
 
 def ensure_ca(confdir: Path) -> Path:
@@ -273,12 +355,12 @@ class Target:
     """One start of one proxy."""
 
     def __init__(self, name: str, env: Env, store: Path | None = None) -> None:
-        base, _, self.variant = name.partition("@")
-        if base not in ALL_PROXIES:
-            raise ValueError(f"unknown proxy {name!r} (choose from {', '.join(ALL_PROXIES)})")
+        base, self.variant, self.options = parse_name(name)
+        if base not in (*ALL_PROXIES, "web"):
+            raise ValueError(f"unknown proxy {name!r} (choose from {', '.join(ALL_PROXIES)}, web)")
         self.name, self.env = base, env
         env.counter += 1
-        self.tag = f"{base}-{self.variant + '-' if self.variant else ''}{env.counter}"
+        self.tag = "-".join([base, *([self.variant] if self.variant else []), *self.options, str(env.counter)])
         self.port = free_port()
         self.store = (store or env.workdir / f"{self.tag}.db").resolve()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -312,11 +394,13 @@ class Target:
             str(e.workdir / f"{self.tag}.log"),
             "--allow",  # the loads come from loopback aliases (127.0.2.x), each a device of its own
             "127.0.0.0/8",
+            *(arg for o in self.options for arg in OPTIONS[o]),
         ]
         return {
             "mitmdump": lambda: [e.tool("mitmdump"), "-q", *mitm],
             "record": lambda: [*proxycap, "record", "-q", *pc],
             "tui": lambda: [*proxycap, "tui", *pc],
+            "web": lambda: [*proxycap, "web", "--web-port", str(free_port()), *pc],
             "mitmweb": lambda: [
                 e.tool("mitmweb"),
                 "-q",

@@ -27,11 +27,11 @@ SEPARATOR = "▕"  # between the clients panel and the flow list
 EXPR_CAP_S = 30.0  # a full-flow expression scan is stopped after this long (and reported as at least that)
 
 
-def _ms(t0: float) -> float:
+def ms_since(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def _stats(xs: list[float]) -> dict[str, Any]:
+def summary(xs: list[float]) -> dict[str, Any]:
     if not xs:
         return {"n": 0, "median_ms": None, "p90_ms": None, "max_ms": None}
     xs = sorted(xs)
@@ -134,7 +134,7 @@ def filter_timings(store_path: Path, repeats: int = 5) -> dict[str, Any]:
             for _ in range(n):
                 t0 = time.perf_counter()
                 matches = fn()
-                times.append(_ms(t0))
+                times.append(ms_since(t0))
             capped = times[-1] >= EXPR_CAP_S * 1000
             rows.append(
                 {
@@ -155,12 +155,12 @@ def filter_timings(store_path: Path, repeats: int = 5) -> dict[str, Any]:
 
 
 class Screen:
-    """Reads the TUI's pane through tmux."""
+    """Reads a TUI's pane (the tmux session ``session``) through tmux."""
 
-    def __init__(self, env: Env, target: Target) -> None:
+    def __init__(self, env: Env, session: str) -> None:
         assert env.tmux is not None
-        self.name = target.tag
-        self.tmux = env.tmux.control(self.name)
+        self.name = session
+        self.tmux = env.tmux.control(session)
 
     def close(self) -> None:
         self.tmux.close()
@@ -222,7 +222,7 @@ class Screen:
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < timeout:
             if cond():
-                return _ms(t0)
+                return ms_since(t0)
         return None
 
     def timed(self, send: Callable[[], None], cond: Callable[[], bool], timeout: float = 10.0) -> float | None:
@@ -231,7 +231,7 @@ class Screen:
         send()
         while time.perf_counter() - t0 < timeout:
             if cond():
-                return _ms(t0)
+                return ms_since(t0)
         return None
 
 
@@ -250,7 +250,7 @@ def key_timings(s: Screen, hosts: tuple[str, ...], n: int, log: Callable[[str], 
     for _ in range(10):
         t0 = time.perf_counter()
         s.text()
-        poll.append(_ms(t0))
+        poll.append(ms_since(t0))
     # Move selection: go to the top (appends at the bottom do not move it), then step down.
     s.key("g")
     s.wait(lambda: s.cursor_seq() is not None)
@@ -288,7 +288,7 @@ def key_timings(s: Screen, hosts: tuple[str, ...], n: int, log: Callable[[str], 
         record("close inspector", s.timed(lambda: s.key("Escape"), lambda: '"user"' not in s.text()))
         s.key("Down")
     rows = [
-        {"action": a, **_stats(results.get(a, [])), "timeouts": misses.get(a, 0)}
+        {"action": a, **summary(results.get(a, [])), "timeouts": misses.get(a, 0)}
         for a in (
             "move selection (down)",
             "apply filter (host text)",
@@ -364,7 +364,7 @@ def scenario(
     gen = None
     s = None
     try:
-        s = Screen(env, target)
+        s = Screen(env, target.tag)
         flows = out["filters"]["flows"]
         if s.wait(lambda: (s.shown() or (0, 0))[0] >= flows, timeout=60) is None:
             out["pending"] = f"the TUI did not show {flows} flows: {s.text()[-400:]}"

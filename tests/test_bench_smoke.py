@@ -69,6 +69,21 @@ def test_bench_quick_run(tmp_path: Path) -> None:
     assert all(r["median_ms"] >= 0 for r in filters["rows"])
 
 
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="no tmux: the attached windows run in it")
+def test_options_and_attached_windows_run(tmp_path: Path) -> None:
+    """``record~rules`` (proxycap with the bench's rules file) and ``watched`` (proxycap web, two attached windows
+    and a browser tab where Chromium is installed: the run fails if a window never shows the capture)."""
+    out = tmp_path / "result.json"
+    cmd = [sys.executable, "-m", "bench", "--quick", "--scenarios", "throughput", "--proxies",
+           "record~rules,watched", "--shapes", "http-ka-1k", "--requests", "100", "--procs", "1",
+           "--out", str(tmp_path), "--json", str(out)]  # fmt: skip
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(out.read_text())["throughput"]["table"]
+    assert sorted(r["proxy"] for r in rows) == ["record~rules", "watched"]
+    assert all(r["rps"] > 0 and r["errors"] == 0 for r in rows), rows
+
+
 def test_a_variant_runs_its_own_proxycap_even_from_the_checkout(tmp_path: Path) -> None:
     """``record@NAME``: an older commit's ``proxycap/`` in DIR is what runs, although the bench runs from the checkout
     (whose own ``proxycap/`` would come first on ``sys.path`` for a proxy started in it)."""
