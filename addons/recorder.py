@@ -137,7 +137,8 @@ class Recorder:
 
     def _send(self, kind: Any, f: http.HTTPFlow, with_state: bool) -> None:
         state = snapshot(f, self._conns) if with_state else None
-        # With only the store writer listening, its child makes the summary from the state (record: +5 % req/s).
+        # With only the store writer listening, its child makes the summary from the state, off the proxy's thread
+        # (bench/RESULTS.md, "Summaries").
         summary = summarize(f) if state is None or self.bus.wants_summaries else None
         self.bus.publish(FlowEvent(kind, f.id, summary, state))
 
@@ -159,7 +160,8 @@ class Recorder:
 
     def _publish_request(self, f: http.HTTPFlow) -> None:
         del self._requests[f.id]
-        # Summary only: the full state follows with the response or error (measured: +5-10% throughput, bench/).
+        # Summary only, cheaper on the proxy's thread: the full state follows with the response or error
+        # (bench/RESULTS.md, "Summaries").
         self._publish("request", f, with_state=False)
 
     def response(self, f: http.HTTPFlow) -> Awaitable[None] | None:

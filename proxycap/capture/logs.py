@@ -18,9 +18,10 @@ from proxycap.paths import private_dir
 # The recorder reports these itself, with a hint: on trusting proxycap's CA (client), or the origin's (server).
 REPORTED_BY_RECORDER = ("Client TLS handshake failed", "Server TLS handshake failed")
 # mitmproxy logs each connection's open and close at INFO: four lines per request when clients do not keep
-# connections alive, formatted and written on the proxy's thread (~2 % of its time), and at 150 connections a
-# second they would rotate the warnings out of the 5 MB file within minutes. The store already counts
-# connections per client; these stay out of the file (connection errors stay in).
+# connections alive, formatted and written on the proxy's thread
+# (bench/RESULTS.md, "Where the proxy's time goes"), and at 150 connections a second they would rotate the
+# warnings out of the 5 MB file within minutes. The store already counts connections per client; these stay out
+# of the file (connection errors stay in).
 CLIENT_CHATTER = frozenset({"client connect", "client disconnect"})
 SERVER_CHATTER = ("server connect ", "server disconnect ")  # + the address
 MAX_MESSAGE = 500  # mitmproxy quotes whole hostile payloads in some messages

@@ -13,11 +13,11 @@ shows that each behaves as mitmproxy's own code does.
 
 The addon manager. For every hook, and again for the ``update`` hook after every flow hook, mitmproxy's
 ``trigger_event`` walks the whole addon chain (30-odd default addons) and, for each one, enters a context manager,
-creates and awaits a coroutine and walks a generator, although a given hook has a handler in a handful of them. That
-is ~35 µs per hook on this project's bench machine, 8 hooks per keep-alive request: a quarter of the proxy thread's
-time per request (bench/RESULTS.md, "Addon dispatch"). Skipping the addons without a handler, before any of that,
-changes nothing else: the ones with a handler, and any addon with children (the script loader), go through
-mitmproxy's own path. Which addons those are is worked out once per hook, and again when the chain changes.
+creates and awaits a coroutine and walks a generator, although a given hook has a handler in a handful of them. At
+8 hooks per keep-alive request, that is a large share of the proxy thread's time
+(bench/RESULTS.md, "Addon dispatch"). Skipping the addons without a handler, before any of that, changes nothing
+else: the ones with a handler, and any addon with children (the script loader), go through mitmproxy's own path.
+Which addons those are is worked out once per hook, and again when the chain changes.
 """
 
 from __future__ import annotations

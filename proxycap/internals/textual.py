@@ -32,11 +32,11 @@ from proxycap.runtime import switching
 def set_virtual_size(view: ScrollView, size: Size) -> None:
     """Give ``view`` ``size`` rows and columns to scroll over.
 
-    Assigning ``virtual_size`` asks Textual to lay out the whole screen again (~3x the cost of repainting it),
-    which only matters to a widget whose own size follows its content. The flow list and the text views are
-    sized by CSS, and their row count changes with every live update or body shown, so when only the height
-    changes the scrollbars are updated in place. A new width, or a scrollbar appearing or disappearing (its
-    reactive asks for it), still lays the screen out.
+    Assigning ``virtual_size`` asks Textual to lay out the whole screen again (dearer than repainting it:
+    bench/RESULTS.md, "List frames"), which only matters to a widget whose own size follows its content. The flow
+    list and the text views are sized by CSS, and their row count changes with every live update or body shown, so
+    when only the height changes the scrollbars are updated in place. A new width, or a scrollbar appearing or
+    disappearing (its reactive asks for it), still lays the screen out.
     """
     if size.width != view.virtual_size.width:
         view.virtual_size = size
@@ -63,8 +63,8 @@ class QuickScrollBar(ScrollBar):
     """Textual's vertical scrollbar, drawn from a few cached lines.
 
     Its lines differ only in the track above or below the thumb, the thumb and the thumb's two ends, yet
-    Textual's styles cache builds and filters each line afresh whenever the bar moves: ~3.8 ms for a 47-line
-    bar (0.5 ms here), with every page scrolled and every live update that follows the newest flows.
+    Textual's styles cache builds and filters each line afresh whenever the bar moves, with every page scrolled
+    and every live update that follows the newest flows (bench/RESULTS.md, "Key frames").
     """
 
     # Nothing scrolls inside a bar, yet Textual's reactive for its scrollable size lays the whole screen out again

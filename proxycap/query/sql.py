@@ -1,8 +1,8 @@
 """mitmproxy filter expressions answered from the store's summary columns, in SQL.
 
-Evaluating ``~d example.com`` the mitmproxy way loads and decodes every stored flow (about 0.75 ms each,
-over a minute for 100k flows). Most expressions people type only ask about what the summary columns hold
-(host, URL, method, status, client, error), so those are translated to an SQL condition instead. A regex is
+Evaluating ``~d example.com`` the mitmproxy way loads and decodes every stored flow, far too slow for a big
+store (bench/RESULTS.md, "SQL filters"). Most expressions people type only ask about what the summary columns
+hold (host, URL, method, status, client, error), so those are translated to an SQL condition instead. A regex is
 matched in Python against the distinct values the rows in question hold (few hosts, methods and clients), and
 becomes ``column IN (those values)``: no Python callback per row, which under load would wait for the GIL
 once per row (bench/RESULTS.md, "SQL filters"). Anything else (bodies, headers, content types) returns None and is

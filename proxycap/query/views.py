@@ -88,8 +88,9 @@ def load_quick(store: Store, spec: ViewSpec, rows: int, anchor: int | None) -> F
     every flow, when no row id is missing (a range), or ``rows`` matches of a URL text filter either side of
     row ``anchor`` (the selected flow), found among the ``PREVIEW_WINDOW`` flows around it.
 
-    The text filter scans every row: ~40 ms for 100k flows, several times that under load. None when there is
-    nothing quick (another order, another filter) or too few matches near the anchor to fill the screen.
+    The text filter scans every row, which a big store and load make slow (bench/RESULTS.md, "One-step reads").
+    None when there is nothing quick (another order, another filter) or too few matches near the anchor to fill
+    the screen.
     """
     if spec.order != "seq":
         return None

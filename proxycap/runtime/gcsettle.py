@@ -1,12 +1,11 @@
 """Garbage-collector settings for a process that forwards traffic while it holds a large, long-lived heap.
 
 mitmproxy leaves reference cycles behind with every flow, so the collector runs often; each full collection walks
-every object in the process (mitmproxy, Textual, caches: 150k+ objects) with the GIL held, stalling the proxy for
-about 100 ms at a time, which was most of `proxycap tui`'s p99 latency (bench/RESULTS.md, "Garbage collection").
+every object in the process (mitmproxy, Textual, caches) with the GIL held, stalling the proxy for long enough to
+be most of `proxycap tui`'s p99 latency (bench/RESULTS.md, "Garbage collection").
 Startup's objects live as long as the process: freezing them takes them out of every collection. The young
 generation is a little larger than CPython's 700 objects, so fewer cycles are promoted into full collections; not
-much larger, because a young collection's pause grows with it (measured under load: ~1 ms at 2,000, 14-45 ms at
-20,000).
+much larger, because a young collection's pause grows with it (bench/RESULTS.md, "Garbage collection").
 
 A process with a UI can take the full collections out of the proxy's path: `settle(defer_full=True)` leaves them to
 `collect_due()`, which the UI calls right after drawing (a full collection there is a few ms that stall the requests

@@ -2,17 +2,17 @@
 interval).
 
 The proxy's thread shares the GIL with the store writer's threads, and after each of its I/O waits it may wait out
-CPython's switch interval (5 ms) while one of them runs a batch. 0.5 ms lets it in sooner: `record`'s p99 -10-15 %
+CPython's switch interval (5 ms) while one of them runs a batch. 0.5 ms lets it in sooner, lowering `record`'s p99
 (bench/RESULTS.md, "Switch interval"); `record` runs with it throughout (``recording``).
 
 In `tui`, the UI thread shares it too.
 
-A live update (the tick and its frame) is ~10-15 ms of Python. Handing the GIL over every 0.1-0.5 ms stretched it
-to twice that and slowed every request that passed meanwhile; held until the frame is drawn, it delays only the
+A live update (the tick and its frame) is a long stretch of Python. Handing the GIL over every 0.1-0.5 ms stretched
+it to twice that and slowed every request that passed meanwhile; held until the frame is drawn, it delays only the
 few requests in flight, so while the UI only follows the traffic an update runs with a 50 ms switch interval
-(bench/RESULTS.md, "Switch interval"). Between updates the interval is 0.5 ms, as in `record`:
-the writer's threads then take their turns without holding the proxy up. Input restores the default (5 ms) before
-it is parsed: a short interval slowed the keys' frames (opening the inspector 31 -> 55 ms).
+(bench/RESULTS.md, "Switch interval"). Between updates the interval is 0.5 ms, as in `record`: the writer's
+threads then take their turns without holding the proxy up. Input restores the default (5 ms) before it is
+parsed: a short interval slowed the keys' frames (same section).
 """
 
 from __future__ import annotations

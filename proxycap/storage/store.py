@@ -266,7 +266,8 @@ class Store:
         """``SELECT columns tail``, fetched as one JSON document: a single sqlite3 step for the whole result.
 
         The sqlite3 module releases the GIL around every step, and while the proxy thread is busy each
-        re-acquisition waits out its switch interval (5 ms): row by row, 12,500 rows took seconds under load.
+        re-acquisition waits out its switch interval (5 ms): row by row, a long read slows many times over under
+        load (bench/RESULTS.md, "One-step reads").
         """
         # SQLite's JSON prints REALs with 15 digits, cutting an epoch timestamp to 10 µs: send them as text.
         cells = ", ".join(f"iif({c} IS NULL, NULL, printf('%!.17g', {c}))" if c in REAL_COLUMNS else c for c in columns)
@@ -375,8 +376,9 @@ class Store:
 
     def span(self, query: Query) -> range | None:
         """Every row id, without reading the rows, if none was ever deleted (row ids are handed out in order):
-        the unfiltered list of 100k flows costs ~40 ms as a scan. Only for the whole table: a tail (the UI's
-        tick asks for rows after the last it saw) is a cheap range read, cheaper than counting the table."""
+        scanning for the unfiltered list of a big store is slow (bench/RESULTS.md, "Key frames"). Only for the
+        whole table: a tail (the UI's tick asks for rows after the last it saw) is a cheap range read, cheaper
+        than counting the table."""
         if dataclasses.replace(query, after_seq=0, upto_seq=None) != Query():
             return None
         # Subqueries: each is then one of SQLite's shortcuts (a b-tree edge, a page count), not a scan.
@@ -428,9 +430,11 @@ class Store:
     def distinct(self, column: str, query: Query) -> list[Any]:
         """The distinct values of a column (or SQL expression over the columns) in a query's rows, in one step."""
         where, args = query.where()
-        if query.state is None:  # SELECT DISTINCT may walk the column's index: 3x faster over a whole store
+        # SELECT DISTINCT may walk the column's index: faster over a whole store, but for the few live flows far
+        # slower than flows_live (bench/RESULTS.md, "SQL filters").
+        if query.state is None:
             sql = f"SELECT json_group_array(v) FROM (SELECT DISTINCT {column} AS v FROM flows WHERE {where})"
-        else:  # ... but for the few live flows, walking that index instead of flows_live costs 100+ ms
+        else:
             sql = f"SELECT json_group_array(DISTINCT v) FROM (SELECT {column} AS v FROM flows WHERE {where})"
         return json.loads(self._read(sql, args)[0][0])
 

@@ -36,7 +36,7 @@ TICK = 0.1  # seconds between feed drains, at the most
 # The UI shares the GIL with the proxy it watches: while flows stream in, each tick's redraw of the whole list
 # costs tens of ms, so ticks are spaced to keep the UI thread under this share of a core (keys still answer at
 # once; only the live updates slow down), down to one a second. 5 % rather than 10 %: more of the proxy's
-# throughput under full load (bench/RESULTS.md, "Live updates under load"), for a list scrolling 2-4 times a second.
+# throughput under full load (bench/RESULTS.md, "Live updates under load"), for a list that scrolls less often.
 UI_SHARE = 0.05
 MAX_TICK = 1.0
 # While the proxy is busy, one live update every 2 s: each one (drawn in one go, runtime/switching.py) delays the

@@ -2,9 +2,9 @@
 
 Textual's ``Footer`` shows the same bindings, but it unmounts and mounts a widget per key each time they may have
 changed (every focus move, the inspector opening or closing), restyling each key twice and reflowing the whole
-screen: beside a busy proxy that was a large share of a keypress's time to the next frame (bench/RESULTS.md, "Key
-frames"). This bar is one line of text, redrawn only when what it shows changes; a click on a key presses it, as
-with ``Footer``.
+screen: beside a busy proxy that was a large share of a keypress's time to the next frame
+(bench/RESULTS.md, "Key frames"). This bar is one line of text, redrawn only when what it shows changes; a click
+on a key presses it, as with ``Footer``.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class KeyBar(Widget):
         super().__init__()
         self._keys: tuple[tuple[str, KeyEntry], ...] = ()  # (action, key)
         self._palette: KeyEntry | None = None  # the command palette's key, shown on the right
-        # Drawn lines by what they show: a bar takes ~3 ms to build, and the inspector opening or closing swaps
-        # between two of them.
+        # Drawn lines by what they show: rebuilding the bar would slow every key's frames, and the inspector
+        # opening or closing swaps between two of them (bench/RESULTS.md, "Key frames").
         self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(8)
 
     def on_mount(self) -> None:

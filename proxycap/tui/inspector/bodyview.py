@@ -184,7 +184,8 @@ def _size_note(shown: int, total: int | None, unit: str = "characters") -> str:
 
 def _pretty_json(data: bytes, limit: int) -> tuple[str, bool]:
     """Indented JSON, encoded only as far as ``limit`` characters, and whether that is all of it. Indenting
-    runs json's pure-Python encoder (~20 ms for a 64 KB body), and the inspector's first pass shows 4 KB."""
+    runs json's pure-Python encoder, slow on a big body (bench/RESULTS.md, "Key frames"), and the inspector's first
+    pass shows 4 KB."""
     chunks: list[str] = []
     size = 0
     for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(json.loads(data)):

@@ -28,7 +28,7 @@ from proxycap.tui.textlines import TextLines
 TABS = {"request": "Request", "response": "Response", "details": "Details", "websocket": "WebSocket"}
 HINT = "v view · V keep view · x raw · + more · ctrl+f search · z zoom"
 # Characters of each body rendered first (~300 lines of indented JSON, several screens): they show at once, the
-# rest of a big body follows (a 64 KB JSON body takes ~80 ms to highlight whole, more beside a busy proxy).
+# rest of a big body follows, as highlighting it whole would hold the first frame up (bench/RESULTS.md, "Key frames").
 PREVIEW = 4 * 1024
 # ... and the rest starts this much later, if the flow is still shown: browsing flows with the inspector open,
 # the user moves on first, and a build already running cannot be stopped (it would compete with the next one).
@@ -88,7 +88,8 @@ class Inspector(Vertical):
 
     def open(self, seq: int) -> None:
         """Inspect ``seq``, appearing with its first screenful: one full layout of the screen instead of two (an
-        empty inspector, then its content), each 20-45 ms beside a busy proxy. At most ``REVEAL_WAIT`` later."""
+        empty inspector, then its content), each costly beside a busy proxy (bench/RESULTS.md, "Key frames"). At
+        most ``REVEAL_WAIT`` later."""
         if self.display:
             self.show_flow(seq)
             self.post_message(self.Revealed())
