@@ -221,7 +221,9 @@ class Recorder:
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._connects.pop(client.id, None)
-        if client.id not in self._unnamed:  # else its flows still wait for their name
+        if self._process.get(client.id) is LOOKING_UP and self._names.forget(client.id):
+            self._release(client.id, None)  # closed before its lookup started: it would not be found
+        elif client.id not in self._unnamed:  # else its flows still wait for their name
             self._process.pop(client.id, None)
         self._conns.forget(client)
         ip, port = peer(client.peername)

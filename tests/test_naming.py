@@ -87,6 +87,37 @@ def test_process_names_of_local_connections(table: str, ip: str, monkeypatch: py
     assert merged == {"c1": f"{me.name()} ({me.pid})", "c2": None}
 
 
+def test_a_connection_closed_before_its_turn_is_not_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a stream of short connections, each lookup would scan a table of thousands of closed sockets for one
+    that is gone: a closed connection leaves the queue instead."""
+    first_started, go_on = threading.Event(), threading.Event()
+    looked_up: list[set[processes.Key]] = []
+
+    def resolve(self: processes.ProcessNames, wanted: set[processes.Key]) -> dict[processes.Key, str]:
+        looked_up.append(wanted)
+        first_started.set()
+        assert go_on.wait(30)
+        return {}
+
+    monkeypatch.setattr(processes.ProcessNames, "_resolve", resolve)
+    delivered: list[dict[str, str | None]] = []
+    names = processes.ProcessNames(delivered.append)
+    try:
+        names.lookup("c1", ("127.0.0.1", 40001), ("127.0.0.1", 8080))
+        assert first_started.wait(30)
+        names.lookup("c2", ("127.0.0.1", 40002), ("127.0.0.1", 8080))
+        names.lookup("c3", ("127.0.0.1", 40003), ("127.0.0.1", 8080))
+        assert names.forget("c2") and not names.forget("c1")  # c1's lookup had started
+        go_on.set()
+        deadline = time.monotonic() + 30
+        while len(delivered) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        names.close()
+    assert looked_up == [{("127.0.0.1", 40001, "127.0.0.1", 8080)}, {("127.0.0.1", 40003, "127.0.0.1", 8080)}]
+    assert delivered == [{"c1": None}, {"c3": None}]
+
+
 def test_a_local_flow_is_stored_at_once_and_named_when_its_program_is_known(
     proxy: Proxy, origin: OriginServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

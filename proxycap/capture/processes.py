@@ -17,7 +17,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import queue
 import socket
 import sys
 import threading
@@ -63,11 +62,15 @@ def is_local(ip: str, local: frozenset[str]) -> bool:
 
 class ProcessNames:
     """Looks up the programs behind client connections in a thread; ``deliver`` gets {client id: "name (pid)" or
-    None} from that thread, per batch."""
+    None} from that thread, per batch. A connection that closes before its turn is not looked up (``forget``): its
+    socket is gone from the table, and under a stream of short connections each lookup would scan a table grown by
+    thousands of closed sockets while holding the GIL (bench/RESULTS.md, "Which program")."""
 
     def __init__(self, deliver: Callable[[dict[str, str | None]], None]) -> None:
         self._deliver = deliver
-        self._queue: queue.SimpleQueue[tuple[str, Key] | None] = queue.SimpleQueue()
+        self._pending: dict[str, Key] = {}  # client id → its addresses, until its batch starts
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._recent: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._closing = threading.Event()  # ends the pause between lookups at once
@@ -79,36 +82,41 @@ class ProcessNames:
             self._closing.clear()
             self._thread = threading.Thread(target=self._run, name="proxycap-processes", daemon=True)
             self._thread.start()
-        self._queue.put((client_id, (_normal(peer[0]), peer[1], _normal(proxy[0]), proxy[1])))
+        with self._lock:
+            self._pending[client_id] = (_normal(peer[0]), peer[1], _normal(proxy[0]), proxy[1])
+        self._wake.set()
+
+    def forget(self, client_id: str) -> bool:
+        """The connection closed: True if its lookup had not started (no name will be delivered for it)."""
+        with self._lock:
+            return self._pending.pop(client_id, None) is not None
 
     def close(self) -> None:
         if self._thread is not None:
             self._closing.set()
-            self._queue.put(None)
+            self._wake.set()
             self._thread.join(timeout=5)
             self._thread = None
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            batch: dict[Key, str] = {}
-            while item is not None:
-                batch[item[1]] = item[0]
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            self._wake.wait()
+            if self._closing.is_set():
+                return
+            self._wake.clear()
+            with self._lock:
+                batch = {key: cid for cid, key in self._pending.items()}
+                self._pending.clear()
+            if not batch:
+                continue
+            started = time.monotonic()
             names: dict[Key, str] = {}
-            if batch:
-                started = time.monotonic()
-                try:
-                    names = self._resolve(set(batch))
-                except Exception:  # a lookup must never keep flows waiting for their names
-                    logger.exception("looking up client processes failed")
-                self._deliver({cid: names.get(key) for key, cid in batch.items()})
-                if item is not None:
-                    self._closing.wait(min(MAX_GAP, (time.monotonic() - started) * (1 / DUTY - 1)))
-            if item is None:
+            try:
+                names = self._resolve(set(batch))
+            except Exception:  # a lookup must never keep flows waiting for their names
+                logger.exception("looking up client processes failed")
+            self._deliver({cid: names.get(key) for key, cid in batch.items()})
+            if self._closing.wait(min(MAX_GAP, (time.monotonic() - started) * (1 / DUTY - 1))):
                 return
 
     def _resolve(self, wanted: set[Key]) -> dict[Key, str]:
