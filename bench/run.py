@@ -238,7 +238,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--conns", type=int, default=2, help="connections (threads) per process (default 2)")
     p.add_argument("--flows", type=int, default=100_000, help="flows for the memory and UI scenarios")
     p.add_argument("--memory-proxies", default="record,mitmweb", help="proxies for the memory scenario")
-    p.add_argument("--ui-store", type=Path, help="run the ui scenario on this store (default: the memory run's)")
+    p.add_argument(
+        "--ui-store", type=Path, help="run the ui and attach scenarios on this store (default: the memory run's)"
+    )
     p.add_argument("--ui-keys", type=int, default=15, help="keypresses timed per UI action")
     p.add_argument(
         "--variant",
@@ -301,13 +303,12 @@ def main(argv: list[str] | None = None) -> int:
             if "memory" in args.scenarios:
                 mp = [p for p in args.memory_proxies.split(",") if env.available(p)[0]]
                 result["memory"] = memory(args, env, org, mp)
+            store = args.ui_store or next((Path(m["store"]) for m in result.get("memory", []) if m.get("store")), None)
             if "ui" in args.scenarios or "filters" in args.scenarios:
-                store = args.ui_store or next(
-                    (Path(m["store"]) for m in result.get("memory", []) if m.get("store")), None
-                )
                 result["ui"] = ui.scenario(args, env, org, store, log, keys="ui" in args.scenarios)
+                store = Path(result["ui"]["store"]) if result["ui"].get("store") else store  # recorded there if None
             if "attach" in args.scenarios:
-                result["attach"] = attach.scenario(args, env, org, args.ui_store, log)
+                result["attach"] = attach.scenario(args, env, org, store, log)
     finally:
         if tmux is not None:
             tmux.close()
