@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ui
-from bench.loadgen import SHAPES, SOURCES, LoadGen, LoadSpec
+from bench.loadgen import SOURCES
 from bench.origin import HOSTS, Origin
 from bench.targets import Env, Target, descendants
 
@@ -150,22 +150,7 @@ def scenario(
         for name, s in screens.items():
             if s.wait(lambda s=s: (s.shown() or (0, 0))[0] >= flows, timeout=60) is None:
                 return {"pending": f"the {name} window did not show {flows} flows: {s.text()[-400:]}"}
-        spec = LoadSpec(
-            target.port,
-            org.port,
-            org.tls_port,
-            SHAPES["http-ka-1k"],
-            duration=600,
-            warmup=0.5,
-            procs=args.procs,
-            conns=args.conns,
-            hosts=HOSTS,
-            sources=SOURCES,
-            rotate_every=50,
-            proxy_ca=str(env.proxy_ca),
-        )
-        gen = LoadGen(spec).start()
-        time.sleep(2.0)
+        gen = ui.background_load(args, env, org, target.port)
         out: dict[str, Any] = {"flows": flows, "keys": {}}
         for name, s in screens.items():
             log(f"attach: keys in the {name} window")

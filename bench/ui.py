@@ -338,6 +338,27 @@ def populate(
     return target.store
 
 
+def background_load(args: argparse.Namespace, env: Env, org: Origin, port: int) -> LoadGen:
+    """Keep-alive load from the 8 clients to the 8 hosts through the proxy on ``port``, running (until stopped)."""
+    spec = LoadSpec(
+        port,
+        org.port,
+        org.tls_port,
+        SHAPES["http-ka-1k"],
+        duration=600,
+        warmup=0.5,
+        procs=args.procs,
+        conns=args.conns,
+        hosts=HOSTS,
+        sources=SOURCES,
+        rotate_every=50,
+        proxy_ca=str(env.proxy_ca),
+    )
+    gen = LoadGen(spec).start()
+    time.sleep(2.0)
+    return gen
+
+
 def scenario(
     args: argparse.Namespace, env: Env, org: Origin, store: Path | None, log: Callable[[str], None], keys: bool = True
 ) -> dict[str, Any]:
@@ -369,22 +390,7 @@ def scenario(
         if s.wait(lambda: (s.shown() or (0, 0))[0] >= flows, timeout=60) is None:
             out["pending"] = f"the TUI did not show {flows} flows: {s.text()[-400:]}"
             return out
-        spec = LoadSpec(
-            target.port,
-            org.port,
-            org.tls_port,
-            SHAPES["http-ka-1k"],
-            duration=600,
-            warmup=0.5,
-            procs=args.procs,
-            conns=args.conns,
-            hosts=HOSTS,
-            sources=SOURCES,
-            rotate_every=50,
-            proxy_ca=str(env.proxy_ca),
-        )
-        gen = LoadGen(spec).start()
-        time.sleep(2.0)
+        gen = background_load(args, env, org, target.port)
         keys = key_timings(s, HOSTS, args.ui_keys, log)
         res = gen.stop()
         gen = None

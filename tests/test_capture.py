@@ -201,12 +201,13 @@ def test_flows_survive_a_restart(tmp_path: Path, confdir: Path, pki: TestPKI, or
 def test_in_flight_flow_is_stored_on_stop(tmp_path: Path, confdir: Path, pki: TestPKI, origin: OriginServer) -> None:
     """A request still waiting for its response when the proxy stops is in the store, not lost."""
     p = start_proxy(tmp_path, confdir, pki)
-    pending = ThreadPoolExecutor(1).submit(_get_quietly, p, f"{origin.url}/slow?ms=3000")
+    # Slower than the stop's grace period (2 s) by a margin that a loaded machine's store lag cannot use up.
+    pending = ThreadPoolExecutor(1).submit(_get_quietly, p, f"{origin.url}/slow?ms=8000")
     p.wait_flows(1, done=False)
     p.session.stop()
     pending.result()
     [row] = Store(tmp_path / "captures.db", readonly=True).iter_rows()
-    assert row["path"] == "/slow?ms=3000"
+    assert row["path"] == "/slow?ms=8000"
     assert row["state"] == "error" and row["error"]
 
 
