@@ -7,11 +7,14 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from proxycap.cli.common import UserError, add_store, client_ip
 from proxycap.paths import default_store
+
+PROGRESS_INTERVAL = 0.1  # seconds between redraws of a progress bar
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -54,9 +57,20 @@ def _progress(what: str) -> Iterator[Callable[[int, int | None], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    # Drawn from the caller, not from rich's refresh thread: an import forks its reading process, which a
+    # multi-threaded process should not do.
+    with Progress(*columns, console=Console(stderr=True), transient=True, auto_refresh=False) as bar:
         task = bar.add_task(what, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        drawn = 0.0
+
+        def update(done: int, total: int | None) -> None:
+            nonlocal drawn
+            bar.update(task, completed=done, total=total)
+            if (now := time.monotonic()) - drawn >= PROGRESS_INTERVAL:
+                drawn = now
+                bar.refresh()
+
+        yield update
 
 
 def cmd_export(args: argparse.Namespace) -> int:
