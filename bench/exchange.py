@@ -26,7 +26,7 @@ from pathlib import Path
 from mitmproxy import connection, http
 
 from proxycap.capture.summary import summarize
-from proxycap.exchange.har import HarWriter
+from proxycap.exchange.har_writer import HarWriter
 from proxycap.storage.store import Store
 
 # Runs one CLI command in the child and reports its time and peak RSS as JSON on the last line.

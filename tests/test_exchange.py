@@ -28,7 +28,7 @@ from test_cli import assert_one_line_error, run
 from proxycap.capture.summary import META_REPLAY_OF
 from proxycap.exchange import ExchangeError
 from proxycap.exchange.copying import CopyError, copy_flow
-from proxycap.exchange.har import HarWriter
+from proxycap.exchange.har_writer import HarWriter
 from proxycap.exchange.importer import import_files, opened_capture
 from proxycap.storage.store import Store
 

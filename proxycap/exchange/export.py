@@ -14,11 +14,11 @@ from mitmproxy import flowfilter, http
 from proxycap.exchange import ExchangeError
 from proxycap.exchange.copying import CurlScriptWriter
 from proxycap.exchange.files import atomic_output
-from proxycap.exchange.har import HarWriter
+from proxycap.exchange.har_writer import HarWriter
 from proxycap.exchange.jsonl import JsonlWriter
 from proxycap.exchange.mitm import MitmWriter
 from proxycap.exchange.redact import redact_flow, redact_row
-from proxycap.exchange.saz import SazWriter
+from proxycap.exchange.saz_writer import SazWriter
 from proxycap.query.filters import matching_rows, with_expression
 from proxycap.storage.store import Query, Store
 

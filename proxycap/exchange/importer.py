@@ -21,9 +21,9 @@ from mitmproxy import connection, http
 
 from proxycap.capture.summary import summarize
 from proxycap.exchange import ExchangeError
-from proxycap.exchange.har import read_har
+from proxycap.exchange.har_reader import read_har
 from proxycap.exchange.mitm import read_mitm
-from proxycap.exchange.saz import META_PROCESS, read_saz
+from proxycap.exchange.saz_reader import META_PROCESS, read_saz
 from proxycap.internals.mitmproxy import snapshot
 from proxycap.storage.store import Store
 

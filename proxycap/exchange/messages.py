@@ -66,3 +66,7 @@ def not_captured(flow: http.HTTPFlow, which: str, size: int | None) -> None:
     """Mark a body the file does not hold, as a capture marks a streamed one (the UI then says so)."""
     streamed: dict[str, Any] = flow.metadata.setdefault(META_STREAMED, {})
     streamed[which] = size
+
+
+def is_chunked(headers: http.Headers) -> bool:
+    return "chunked" in headers.get("transfer-encoding", "").lower()
