@@ -77,6 +77,15 @@ def listed(app: ProxycapApp) -> list[dict]:
     return [view.row(i) for i in range(len(view))]
 
 
+async def inspect_one(app: ProxycapApp, pilot: Pilot, proxy: Proxy, url: str) -> None:
+    """One request through the proxy, then its flow open in the inspector."""
+    with proxy.client() as c:
+        await fetch(c, url)
+    await until(pilot, lambda: len(app.view) == 1 and listed(app)[0]["state"] == "done")
+    await pilot.press("enter")
+    await until(pilot, lambda: app.inspector.doc is not None, what="the inspector")
+
+
 async def test_flows_appear_and_clients_are_counted_and_selectable(proxy: Proxy, origin: OriginServer) -> None:
     app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -228,11 +237,7 @@ async def test_rows_follow_their_flows_from_the_store_and_https_ends_the_ca_hint
 async def test_inspector_shows_pretty_json(proxy: Proxy, origin: OriginServer) -> None:
     app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
-        with proxy.client() as c:
-            await fetch(c, f"{origin.url}/json")
-        await until(pilot, lambda: len(app.view) == 1 and listed(app)[0]["state"] == "done")
-        await pilot.press("enter")
-        await until(pilot, lambda: app.inspector.doc is not None, what="inspector loaded")
+        await inspect_one(app, pilot, proxy, f"{origin.url}/json")
         lines = app.inspector.lines("response").plain_lines()
         rule = f"── body: JSON, {len(JSON_BYTES)}B ──"
         assert rule in lines

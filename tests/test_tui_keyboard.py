@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from conftest import Proxy
 from origins import OriginServer
-from test_tui_app import fetch, listed, until
+from test_tui_app import fetch, inspect_one, listed, until
 from textual.widgets import Input
 from tui_data import build_store
 
@@ -30,11 +30,7 @@ def test_the_help_screen_keeps_a_gap_after_every_key_and_operator() -> None:
 async def test_n_goes_to_the_next_match_once_a_search_is_entered(proxy: Proxy, origin: OriginServer) -> None:
     app = ProxycapApp(proxy.store_path, proxy.session.control)
     async with app.run_test(size=(120, 36)) as pilot:
-        with proxy.client() as c:
-            await fetch(c, f"{origin.url}/json")
-        await until(pilot, lambda: len(app.view) == 1 and listed(app)[0]["state"] == "done")
-        await pilot.press("enter")
-        await until(pilot, lambda: app.inspector.doc is not None, what="the inspector")
+        await inspect_one(app, pilot, proxy, f"{origin.url}/json")
         await pilot.press("ctrl+f", "o")
         lines = app.inspector.lines()
         assert lines.where.startswith("match 1 of ")  # typing finds the first
