@@ -248,9 +248,13 @@ class Access:
 
     def requestheaders(self, f: http.HTTPFlow) -> None:
         self._gate(f)
+        if META_LOCAL in f.metadata:  # proxycap's own answer: not traffic for the rules, throttle or recorder
+            raise exceptions.AddonHalt
 
     def http_connect(self, f: http.HTTPFlow) -> None:
         self._gate(f)
+        if META_LOCAL in f.metadata:
+            raise exceptions.AddonHalt
 
     def _gate(self, f: http.HTTPFlow) -> None:
         if self.closing:

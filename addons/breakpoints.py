@@ -33,7 +33,7 @@ from mitmproxy.flow import Error as FlowError
 from proxycap.capture import onloop
 from proxycap.capture.bus import BreakpointsChanged, Bus
 from proxycap.capture.hooks import InterceptionHook
-from proxycap.capture.summary import is_ip, mark_modified, peer
+from proxycap.capture.summary import META_LOCAL, is_ip, mark_modified, peer
 from proxycap.internals.mitmproxy import switch_hooks
 
 Phase = Literal["request", "response"]
@@ -278,6 +278,8 @@ class Breakpoints:
         message = f.request if phase == "request" else f.response
         # A streamed body has gone through already; a request answered by a rule or an abort may stop as a response.
         if message is None or message.stream or f.intercepted or f.error or f.metadata.get(META_ABORTED):
+            return
+        if META_LOCAL in f.metadata:  # proxycap's own answer (the setup page, a refusal): not traffic
             return
         if phase == "request" and f.response:
             return

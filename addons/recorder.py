@@ -59,6 +59,7 @@ class Recorder:
         self._local: frozenset[str] = frozenset()
         self._process: dict[str, str] = {}
         self._unnamed: dict[str, dict[str, http.HTTPFlow]] = {}
+        self._lookups = True  # proxycap_processes
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def load(self, loader: Any) -> None:
@@ -78,6 +79,8 @@ class Recorder:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "proxycap_processes" in updated:
+            self._lookups = ctx.options.proxycap_processes
         if "proxycap_backlog" in updated:
             try:
                 limit = human.parse_size(ctx.options.proxycap_backlog)
@@ -149,8 +152,7 @@ class Recorder:
     # --- HTTP -----------------------------------------------------------------------------------
 
     def requestheaders(self, f: http.HTTPFlow) -> None:
-        if META_LOCAL not in f.metadata:
-            self._live[f.id] = f
+        self._live[f.id] = f  # proxycap's own answers never get here (the access addon halts them)
 
     def request(self, f: http.HTTPFlow) -> None:
         if META_LOCAL in f.metadata:
@@ -215,7 +217,7 @@ class Recorder:
     def client_connected(self, client: connection.Client) -> None:
         ip, port = peer(client.peername)
         self.bus.publish(ClientEvent(time.time(), ip, port, connected=True))
-        if port is not None and client.sockname and ctx.options.proxycap_processes and is_local(ip, self._local):
+        if port is not None and client.sockname and self._lookups and is_local(ip, self._local):
             self._process[client.id] = LOOKING_UP
             self._names.lookup(client.id, (ip, port), client.sockname)
 
@@ -257,7 +259,7 @@ class Recorder:
             client = f.client_conn
             if name and f.id not in self._ended:
                 f.metadata[META_PROCESS] = name
-                self._send("named", f, with_state=False)  # its summary: the stored state stays as it was
+                self._send("named", f, with_state=False)  # its summary again (a live row too); the state stays
         if client is not None and client.timestamp_end is not None:  # it closed while its name was looked up
             self._process.pop(client_id, None)
 

@@ -24,7 +24,7 @@ from typing import Any
 from mitmproxy import ctx, http
 
 from proxycap.capture import onloop
-from proxycap.capture.summary import mark_modified, peer
+from proxycap.capture.summary import META_LOCAL, mark_modified, peer
 from proxycap.internals.mitmproxy import switch_hooks
 from proxycap.rules import model
 from proxycap.rules.actions import Compiled, compile_rule
@@ -199,6 +199,8 @@ class Rules:
     # --- hooks (switched on and off as above) -------------------------------------------------
 
     def _apply(self, hook: str, f: http.HTTPFlow) -> None:
+        if META_LOCAL in f.metadata:  # proxycap's own answer (the setup page, a refusal): not traffic
+            return
         ip = None
         for rule in self._by_hook[hook]:
             if rule.client is not None:

@@ -91,6 +91,9 @@ def test_offline_closes_each_request(proxy_with: Start, origin: OriginServer) ->
     assert out.returncode == 52 and "Empty reply from server" in out.stderr
     [row] = proxy.wait_flows(1)
     assert row["modified"] == "throttled (offline): connection closed" and row["status"] is None
+    # proxycap's own pages are not traffic: a device still gets the setup page and the CA through it
+    ca = subprocess.run(["curl", "-sS", "-x", proxy.url, f"{proxy.url}/ca.pem"], capture_output=True, text=True)
+    assert ca.returncode == 0 and "BEGIN CERTIFICATE" in ca.stdout, ca.stderr
 
 
 def test_profiles() -> None:

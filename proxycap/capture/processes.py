@@ -27,6 +27,8 @@ from typing import Any
 
 import psutil
 
+from proxycap.capture.summary import normalize_ip
+
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, int, str, int]  # the client's address and port, the proxy's address and port it connected to
@@ -45,10 +47,6 @@ def local_addresses() -> frozenset[str]:
     return frozenset(
         a.address.split("%", 1)[0] for addrs in psutil.net_if_addrs().values() for a in addrs if a.family in families
     )
-
-
-def _normal(ip: str) -> str:
-    return ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
 
 
 def is_local(ip: str, local: frozenset[str]) -> bool:
@@ -83,7 +81,7 @@ class ProcessNames:
             self._thread = threading.Thread(target=self._run, name="proxycap-processes", daemon=True)
             self._thread.start()
         with self._lock:
-            self._pending[client_id] = (_normal(peer[0]), peer[1], _normal(proxy[0]), proxy[1])
+            self._pending[client_id] = (normalize_ip(peer[0]), peer[1], normalize_ip(proxy[0]), proxy[1])
         self._wake.set()
 
     def forget(self, client_id: str) -> bool:
@@ -238,6 +236,6 @@ def _match(conns: Iterable[tuple[int | None, Any]], wanted: set[Key], found: dic
     """(pid, socket) pairs → ``found``: the pid of each wanted client socket."""
     for owner, c in conns:
         if owner is not None and c.laddr and c.raddr:
-            key = (_normal(c.laddr.ip), c.laddr.port, _normal(c.raddr.ip), c.raddr.port)
+            key = (normalize_ip(c.laddr.ip), c.laddr.port, normalize_ip(c.raddr.ip), c.raddr.port)
             if key in wanted:
                 found[key] = owner

@@ -23,7 +23,7 @@ from proxycap.capture.summary import summarize
 from proxycap.exchange import ExchangeError
 from proxycap.exchange.har_reader import read_har
 from proxycap.exchange.mitm import read_mitm
-from proxycap.exchange.saz_reader import META_PROCESS, read_saz
+from proxycap.exchange.saz_reader import read_saz
 from proxycap.internals.mitmproxy import snapshot
 from proxycap.storage.store import Store
 
@@ -124,7 +124,6 @@ def _read(paths: Sequence[Path], result: ImportResult) -> Iterator[tuple[dict[st
             for flow in _reader(fmt, path, fo, skip):
                 summary = summarize(flow, state="error" if flow.error else "done")
                 summary["source"] = source
-                summary["process"] = flow.metadata.pop(META_PROCESS, None)
                 yield summary, snapshot(flow, conns)
                 n += 1
         result.files.append((path, fmt, n))

@@ -20,7 +20,7 @@ from mitmproxy import http, websocket
 from mitmproxy.net.http import url
 from wsproto.frame_protocol import Opcode
 
-from proxycap.capture.summary import META_REPLAY_OF
+from proxycap.capture.summary import META_PROCESS, META_REPLAY_OF
 from proxycap.exchange import ExchangeError
 from proxycap.exchange.messages import (
     client_connection,
@@ -31,9 +31,6 @@ from proxycap.exchange.messages import (
     server_connection,
 )
 from proxycap.exchange.saz_writer import IS_HTTPS, NO_TIME
-
-META_PROCESS = "proxycap.import.process"  # Fiddler's x-processinfo, for the importer's summary ("name (pid)")
-
 
 _PART = re.compile(r"^raw[/\\](\d+)_([csmw])\.(txt|xml)$", re.IGNORECASE)
 
